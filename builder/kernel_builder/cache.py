@@ -1,0 +1,34 @@
+"""Where generated files, ninja build trees and stamps live: outside the project, which may be read-only.
+
+`KERNEL_BUILDER_CACHE` overrides the location (tests point it into a temporary directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def root() -> Path:
+    env = os.environ.get("KERNEL_BUILDER_CACHE")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kernel-builder"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def variant_dir(project_root: Path, name: str, variant: str) -> Path:
+    """One directory per (project, variant): keyed by the project's path so two checkouts never share."""
+    key = hashlib.sha256(str(project_root.resolve()).encode()).hexdigest()[:12]
+    d = root() / "builds" / f"{name}-{key}" / variant
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

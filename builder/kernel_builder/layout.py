@@ -1,0 +1,133 @@
+"""The variant tree: the files of build/<variant>/, metadata.json, digest and provenance (CONTRACT §3-4).
+
+A variant is assembled in memory (relative path -> bytes), its metadata computed from those bytes, and
+only then written: into a hidden temporary directory beside the target, renamed into place. A failed
+build leaves the previous variant, or nothing, and the output directory holds only variant directories.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from . import __version__
+from .config import Project
+from .errors import UsageError
+
+EXCLUDED_TOP = {"metadata.json", "metadata.json.sigstore"}
+
+
+def package_files(project: Project) -> dict[str, bytes]:
+    """The kernel's Python package (torch-ext/<module>/), without caches: what the loader imports."""
+    pyext = project.torch.pyext if project.torch else project.noarch.pyext
+    files = {}
+    base = project.package_dir
+    for p in sorted(base.rglob("*")):
+        if not p.is_file() or "__pycache__" in p.relative_to(base).parts or p.suffix == ".pyc":
+            continue
+        if p.suffix.lstrip(".") in pyext or p.suffix == ".py":
+            files[p.relative_to(base).as_posix()] = p.read_bytes()
+    return files
+
+
+def digest(files: dict[str, bytes]) -> dict:
+    """sha256 of every file but the top-level metadata, base64 as the loader's Digest writes it."""
+    out = {}
+    for rel in sorted(files):
+        if rel in EXCLUDED_TOP or "__pycache__" in rel.split("/") or rel.endswith(".pyc"):
+            continue
+        out[rel] = base64.b64encode(hashlib.sha256(files[rel]).digest()).decode()
+    return {"algorithm": "sha256", "files": out}
+
+
+def digest_dir(variant_dir: Path) -> dict:
+    files = {p.relative_to(variant_dir).as_posix(): p.read_bytes()
+             for p in variant_dir.rglob("*") if p.is_file()}
+    return digest(files)
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def git_status(path: Path) -> dict | None:
+    """{"commit", "dirty"} of the git tree holding `path`; dirty = its tracked files differ from HEAD.
+    None outside git (then metadata has no such entry rather than a made-up one)."""
+    commit = _git(path, "rev-parse", "HEAD")
+    if not commit:
+        return None
+    changed = _git(path, "status", "--porcelain", "--untracked-files=no", "--", ".")
+    return {"commit": commit, "dirty": bool(changed)}
+
+
+def provenance(project: Project) -> dict:
+    kb = {"version": __version__}
+    kb_git = git_status(Path(__file__).resolve().parent)
+    if kb_git:
+        kb.update(kb_git)
+    prov = {"kernel-builder": kb}
+    kernel = git_status(project.root)
+    if kernel:
+        prov["kernel"] = kernel
+    return prov
+
+
+def metadata(project: Project, kernel_id: str, backend: dict, files: dict[str, bytes], prov: dict) -> dict:
+    g = project.general
+    python_depends = list(g.python_depends) + list(g.backend_python_depends.get(backend["type"], ()))
+    meta = {"name": g.name, "id": kernel_id, "version": g.version if g.version is not None else 1,
+            "license": g.license, "python-depends": python_depends, "backend": backend}
+    if g.upstream:
+        meta["upstream"] = g.upstream
+    if g.source:
+        meta["source"] = g.source
+    meta["digest"] = digest(files)
+    meta["provenance"] = prov
+    return meta
+
+
+def metadata_bytes(meta: dict) -> bytes:
+    return (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode()
+
+
+def install(out_dir: Path, variant: str, files: dict[str, bytes]) -> bool:
+    """Write `files` as out_dir/variant atomically. Returns False when the tree already holds exactly
+    these bytes (a no-op build touches nothing)."""
+    target = out_dir / variant
+    if target.exists():
+        if not (target / "metadata.json").is_file():
+            raise UsageError(f"{target}: exists and was not made by kernel-builder (no metadata.json); "
+                             "remove it or choose another --out")
+        try:
+            same = (target / "metadata.json").read_bytes() == files["metadata.json"] and all(
+                (target / rel).is_file() for rel in files)
+        except OSError:
+            same = False
+        if same and set(digest_dir(target)["files"]) == set(digest(files)["files"]):
+            return False
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{variant}.tmp-{os.getpid()}"
+    old = out_dir / f".{variant}.old-{os.getpid()}"
+    try:
+        for rel, data in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+            if rel.endswith(".so"):
+                p.chmod(0o755)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return True

@@ -1,0 +1,29 @@
+"""jinja2 rendering of the files kept in templates/ (never strings in code)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jinja2
+
+from . import __version__
+
+
+def template_dir() -> Path:
+    """templates/ beside the package in a wheel (package data), else at the root of the source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent.parent / "templates"):
+        if (candidate / "_ops.py.j2").is_file():
+            return candidate
+    raise FileNotFoundError("kernel-builder's templates/ directory is missing from this installation")
+
+
+@functools.lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), keep_trailing_newline=True,
+                              undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def render(name: str, **context) -> str:
+    return _env().get_template(name).render(kb_version=__version__, **context)
