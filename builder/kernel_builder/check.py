@@ -1,0 +1,207 @@
+"""`kernel-builder check BUILD_DIR`: hold a built tree to the loader's rules before anyone uploads it.
+
+Rules are checked with our own reading of the contract and, where the `kernels` package is installed,
+with the loader's own parsers too (variant names, metadata.json), so a disagreement shows up here
+rather than on a user's machine. Every violation names variant, file and rule.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from . import variants as V
+from .config import PYTHON_DEPENDS
+from .layout import digest_dir
+
+REQUIRED = {"name": str, "id": str, "version": int, "license": str, "python-depends": list, "backend": dict}
+OPTIONAL = {"upstream", "source", "kernel-depends", "kernels-minver", "digest", "provenance"}
+
+_IMPORT_PROBE = r"""
+import importlib.util, sys, torch
+path, mid = sys.argv[1], sys.argv[2]
+spec = importlib.util.spec_from_file_location(mid, path + "/__init__.py", submodule_search_locations=[path])
+mod = importlib.util.module_from_spec(spec)
+sys.modules[mid] = mod
+spec.loader.exec_module(mod)
+ops = sorted({s.name for s in torch._C._jit_get_all_schemas() if s.name.startswith(mid + "::")})
+print("OPS", len(ops))
+"""
+
+
+def variant_dirs(path: Path) -> tuple[Path, list[Path]]:
+    if (path / "metadata.json").is_file():
+        return path.parent, [path]
+    base = path / "build" if (path / "build").is_dir() and not (path / "metadata.json").exists() else path
+    return base, sorted(p for p in base.iterdir())
+
+
+def _host_can_import(v: V.Variant) -> bool:
+    from .host import detect
+
+    h = detect()
+    if v.kind == "noarch":
+        return v.backend in ("cpu", "universal") or (v.backend == "cuda" and bool(h.torch_cuda))
+    if v.arch != h.arch or v.os != h.os:
+        return False
+    if v.kind == "torch" and v.torch != h.torch_mm:
+        return False
+    if v.kind == "stable" and v.torch > h.torch_mm:
+        return False
+    if v.backend == "cpu":
+        return True
+    if v.backend_type == "cuda" and h.torch_cuda:
+        maj, mnr = (int(x) for x in h.torch_cuda.split(".")[:2])
+        return v.backend_version[0] == maj and v.backend_version[1] <= mnr
+    return False
+
+
+def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
+    problems: list[str] = []
+
+    def bad(rel: str, rule: str, detail: str):
+        problems.append(f"{vdir.name}/{rel}: {rule}: {detail}")
+
+    try:
+        v = V.parse(vdir.name)
+    except ValueError as e:
+        bad("", "variant-name", str(e))
+        return problems
+    try:
+        from kernels.variants import parse_variant
+
+        if parse_variant(vdir.name).variant_str != vdir.name:
+            bad("", "variant-name", "the kernels loader spells this name differently")
+    except ImportError:
+        pass
+    except ValueError as e:
+        bad("", "variant-name", f"rejected by the kernels loader: {e}")
+    mpath = vdir / "metadata.json"
+    if not mpath.is_file():
+        bad("metadata.json", "metadata", "missing")
+        return problems
+    try:
+        meta = json.loads(mpath.read_text())
+    except ValueError as e:
+        bad("metadata.json", "metadata", f"not JSON: {e}")
+        return problems
+    for key, typ in REQUIRED.items():
+        if key not in meta:
+            bad("metadata.json", "metadata", f"required key {key!r} missing")
+        elif not isinstance(meta[key], typ) or (typ is int and isinstance(meta[key], bool)):
+            bad("metadata.json", "metadata", f"{key!r} must be {typ.__name__}")
+    for key in set(meta) - set(REQUIRED) - OPTIONAL:
+        bad("metadata.json", "metadata", f"unknown key {key!r}")
+    try:
+        from kernels._rust import Metadata
+
+        Metadata.from_bytes(mpath.read_bytes())
+    except ImportError:
+        pass
+    except ValueError as e:
+        bad("metadata.json", "metadata", f"rejected by the kernels loader: {e}")
+    if problems:
+        return problems
+    mid, module = meta["id"], meta["name"].replace("-", "_")
+    if not mid.isidentifier() or keyword.iskeyword(mid):
+        bad("metadata.json", "id", f"{mid!r} is not a Python identifier")
+    btype = meta["backend"].get("type")
+    if btype != v.backend_type and not (v.kind == "noarch" and v.backend == "universal"):
+        bad("metadata.json", "backend", f"type {btype!r} but the variant is {v.backend_type}")
+    if v.kind != "noarch" and btype in ("cuda", "rocm", "cann") and not meta["backend"].get("archs"):
+        bad("metadata.json", "backend", f"{btype} variants list their archs")
+    allowed = set(PYTHON_DEPENDS["general"]) | set(PYTHON_DEPENDS.get(btype, ()))
+    for d in meta["python-depends"]:
+        if d not in allowed:
+            bad("metadata.json", "python-depends", f"{d!r} is not on the loader's allow-list")
+    if not (vdir / "__init__.py").is_file():
+        bad("__init__.py", "layout", "the kernel package's __init__.py is missing")
+    for p in vdir.rglob("*"):
+        if p.name == "__pycache__" or p.suffix == ".pyc":
+            bad(p.relative_to(vdir).as_posix(), "layout", "caches do not belong in a variant")
+    if v.kind != "noarch":
+        if not re.fullmatch(rf"_{re.escape(module)}_{re.escape(btype)}_[0-9a-z]+", mid):
+            bad("metadata.json", "id", f"{mid!r} is not _{module}_{btype}_<unique>")
+        so = vdir / f"{mid}.abi3.so"
+        if not so.is_file():
+            bad(so.name, "layout", "the extension is named after the id and built for the limited API (.abi3.so)")
+        ops_py = vdir / "_ops.py"
+        if not ops_py.is_file() or f"torch.ops.{mid}" not in ops_py.read_text():
+            bad("_ops.py", "layout", f"must expose ops = torch.ops.{mid}")
+    dg = meta.get("digest")
+    if dg is None:
+        bad("metadata.json", "digest", "missing")
+    else:
+        actual = digest_dir(vdir)
+        if dg.get("algorithm") != "sha256":
+            bad("metadata.json", "digest", f"algorithm {dg.get('algorithm')!r}, expected sha256")
+        for rel in sorted(set(dg.get("files", {})) | set(actual["files"])):
+            want, got = dg.get("files", {}).get(rel), actual["files"].get(rel)
+            if want != got:
+                what = "missing" if got is None else ("not in the digest" if want is None else "hash differs")
+                bad(rel, "digest", what)
+    if problems:
+        return problems
+    if abi_check:
+        problems += [f"{vdir.name}/{p}" for p in abi_problems(vdir)]
+    if import_check and v.kind != "noarch":
+        if _host_can_import(v):
+            r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, str(vdir), mid], capture_output=True,
+                               text=True, timeout=600)
+            out = (r.stdout + r.stderr).strip().splitlines()
+            if r.returncode != 0:
+                bad("__init__.py", "import", out[-1] if out else f"exit status {r.returncode}")
+            elif "OPS 0" in out:
+                bad(f"{mid}.abi3.so", "import", f"registers no ops in torch.ops.{mid}")
+        else:
+            print(f"note: {vdir.name}: not importable on this host ({platform.machine()}, this torch); "
+                  "import check skipped")
+    return problems
+
+
+def abi_problems(vdir: Path, manylinux: str = "manylinux_2_28", python_abi: str = "3.9") -> list[str]:
+    try:
+        import kernel_abi_check as kac
+    except ImportError:
+        return ["*.so: abi: kernel-abi-check is not installed (pip install 'kernel-abi-check>=0.14,<0.15') "
+                "or pass --no-abi"]
+    out = []
+    for so in sorted(vdir.rglob("*.so")):
+        obj = kac.ObjectFile(so)
+        for v in obj.check_manylinux(manylinux):
+            out.append(f"{so.name}: {manylinux}: symbol {v.name} needs {v.dep}_{v.version}")
+        for v in obj.check_python_abi(python_abi):
+            name = getattr(v, "name", v)
+            out.append(f"{so.name}: abi3 {python_abi}: {name} is not in the limited API")
+    return out
+
+
+def check_tree(path: Path, import_check: bool = True, abi_check: bool = True) -> int:
+    from .errors import CheckFailed, UsageError
+
+    if not path.is_dir():
+        raise UsageError(f"{path}: no such directory")
+    base, entries = variant_dirs(path)
+    problems: list[str] = []
+    checked = 0
+    for e in entries:
+        if not e.is_dir():
+            problems.append(f"{e.name}: layout: a build directory holds only variant directories")
+            continue
+        checked += 1
+        found = check_variant(e, import_check, abi_check)
+        print(f"{'FAIL' if found else 'ok  '} {e.name}")
+        problems += found
+    if not checked:
+        problems.append(f"{base}: layout: no variant directories")
+    for p in problems:
+        print(f"  {p}")
+    if problems:
+        raise CheckFailed(f"{base}: {len(problems)} violation(s); first: {problems[0]}")
+    print(f"{checked} variant(s) passed")
+    return 0
