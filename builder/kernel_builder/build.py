@@ -170,6 +170,9 @@ def make_plan(project: Project, sel: Selection, host: Host, options: dict) -> Pl
             else:
                 srcs.append(str(path))
         add(srcs, base_includes + [str(root / i) for i in k.include], common + flags["cxx"], nvcc_common + flags["nvcc"])
+    fallback = backend.fallback_include_dirs(host)
+    for g in groups.values():
+        g["fallback_include_dirs"] = fallback
     return Plan(project, backend, sel.variant, sel.kernels, fp, kernel_id, work, list(groups.values()),
                 generated, backend.archs(project, host, options))
 
@@ -227,7 +230,8 @@ def _compile(plan: Plan, host: Host, verbose: bool) -> Path:
         rc = proc.wait()
     if rc != 0 or not so.is_file():
         text = log_path.read_text(errors="replace").splitlines()
-        errs = [ln.strip() for ln in text if " error" in ln or ln.startswith(("error", "FAILED"))]
+        errs = ([ln.strip() for ln in text if "error:" in ln or "error " in ln.lower()[:12]]
+                or [ln.strip() for ln in text if ln.startswith("FAILED")])
         first = errs[0] if errs else (text[-1] if text else f"exit status {rc}")
         raise CompileError(f"{plan.variant}: compile failed: {first[:300]} (full log: {log_path})")
     cache.write_atomic(stamp, json.dumps({"fingerprint": plan.fingerprint, "id": plan.kernel_id}))

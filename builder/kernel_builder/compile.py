@@ -47,7 +47,7 @@ def _build(plan: dict) -> None:
             for i, group in enumerate(plan["groups"]):
                 objects += self.compiler.compile(
                     group["sources"], output_dir=os.path.join(self.build_temp, f"group{i}"),
-                    macros=ext.define_macros, include_dirs=group["include_dirs"] + ext.include_dirs,
+                    macros=ext.define_macros, include_dirs=group["include_dirs"] + ext.include_dirs + group.get("fallback_include_dirs", []),
                     extra_postargs={"cxx": base["cxx"] + group["cxx"], "nvcc": base["nvcc"] + group["nvcc"]},
                     depends=ext.depends)
             self.compiler.link_shared_object(

@@ -7,9 +7,9 @@ starts from a consistent project or stops with one line naming file, line, key a
 
 from __future__ import annotations
 
+import posixpath
 import re
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -178,26 +178,29 @@ class _Reader:
         raise ConfigError(self.path, key, problem, self.line_of(key))
 
     def line_of(self, dotted: str) -> int | None:
-        """Best-effort line of `a.b.c`: the `c = ` line inside table `[a.b]`, else the table header."""
-        parts = dotted.split(".")
+        """Best-effort line of `a.b.c`: its own table header `[a.b.c]`, else the `c = ` (or dotted
+        `b.c = `) line inside the enclosing table, else the enclosing table's header."""
+        parts = dotted.split(".") if dotted else []
+        if not parts:
+            return None
+        for i, line in enumerate(self.lines):
+            if line.strip().startswith("[") and _header_name(line.strip()) == parts:
+                return i + 1
         for split in range(len(parts) - 1, -1, -1):
             table, rest = parts[:split], parts[split:]
-            header = None
+            inside, header = not table, None
             for i, line in enumerate(self.lines):
                 s = line.strip()
-                if s.startswith("[") and _header_name(s) == table:
-                    header = i
+                if s.startswith("["):
+                    inside = _header_name(s) == table
+                    if inside and header is None:
+                        header = i + 1
                     continue
-                if (header is not None or not table) and s.startswith("["):
-                    if header is not None:
-                        break
-                    if not table:
-                        break
-                if (header is not None or not table) and rest and re.match(
-                        rf'^["\']?{re.escape(rest[0])}["\']?\s*=', s):
+                key = _assigned_key(s)
+                if inside and key and key == rest[:len(key)]:
                     return i + 1
             if header is not None:
-                return header + 1
+                return header
         return None
 
     # --- typed getters --------------------------------------------------------------------------
@@ -219,7 +222,8 @@ class _Reader:
             self.fail(f"{prefix}.{key}", f"must be {what}", v)
         return v
 
-    def str_list(self, table: dict, key: str, prefix: str, required=False, non_empty=False, unique=False):
+    def str_list(self, table: dict, key: str, prefix: str, required=False, non_empty=False, unique=False,
+                 paths=False):
         if key not in table:
             if required:
                 self.fail(f"{prefix}.{key}", "missing required key")
@@ -232,9 +236,10 @@ class _Reader:
         if unique:
             seen = set()
             for x in v:
-                if x in seen:
-                    self.fail(f"{prefix}.{key}", "lists the same entry twice", x)
-                seen.add(x)
+                norm = posixpath.normpath(x) if paths else x
+                if norm in seen:
+                    self.fail(f"{prefix}.{key}", "lists the same " + ("path" if paths else "entry") + " twice", x)
+                seen.add(norm)
         return tuple(v)
 
     def version(self, table: dict, key: str, prefix: str):
@@ -249,6 +254,14 @@ def _header_name(line: str) -> list[str] | None:
     if not m:
         return None
     return [p.strip().strip('"\'') for p in m.group(1).split(".")]
+
+
+def _assigned_key(line: str) -> list[str] | None:
+    """`a."b c".d = 1` -> ["a", "b c", "d"]; None for lines that assign nothing."""
+    m = re.match(r'^((?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\'))*)\s*=', line)
+    if not m:
+        return None
+    return [p.strip().strip('"\'') for p in re.findall(r'[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\'', m.group(1))]
 
 
 def _vtuple(v: str) -> tuple[int, ...]:
@@ -309,6 +322,8 @@ def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
     name = r.string(g, "name", "general", required=True, pattern=NAME_RE,
                     what="lowercase letters, digits and dashes, starting with a letter, not ending with a dash")
     version = g.get("version")
+    if version is None and edition >= 5:
+        r.fail("general.version", "missing required key (edition 5 needs the major API version, e.g. version = 1)")
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
         r.fail("general.version", "must be a non-negative integer (the major API version)", version)
     license_ = r.string(g, "license", "general", required=True)
@@ -366,7 +381,7 @@ def _read_torch(r: _Reader, t, general: General) -> TorchExt:
     if not isinstance(t, dict):
         r.fail("torch", "must be a table", t)
     r.check_keys(t, _TORCH_KEYS, "torch")
-    src = r.str_list(t, "src", "torch", required=True, non_empty=True, unique=True)
+    src = r.str_list(t, "src", "torch", required=True, non_empty=True, unique=True, paths=True)
     if not any(PurePosixPath(s).suffix in SOURCE_SUFFIXES for s in src):
         r.fail("torch.src", "names no C++ source (.cpp/.cc) to compile the binding from", list(src))
     pyext = r.str_list(t, "pyext", "torch", unique=True) or ("py", "pyi")
@@ -389,6 +404,8 @@ def _read_torch(r: _Reader, t, general: General) -> TorchExt:
                     r.fail(f"torch.stable-abi.{b}", f"unknown backend; known: {', '.join(ALL_BACKENDS)}", b)
                 if not isinstance(v, str) or not VERSION_RE.match(v):
                     r.fail(f"torch.stable-abi.{b}", "must be a torch version like \"2.10\"", v)
+                if b not in general.backends:
+                    r.fail(f"torch.stable-abi.{b}", f"backend is not listed in general.backends {list(general.backends)}", b)
                 stable[b] = v
         else:
             r.fail("torch.stable-abi", "must be a torch version string or a table backend = version", s)
@@ -396,7 +413,7 @@ def _read_torch(r: _Reader, t, general: General) -> TorchExt:
             if _vtuple(v) < (2, 9):
                 r.fail("torch.stable-abi" if isinstance(s, str) else f"torch.stable-abi.{b}",
                        "the torch stable ABI starts at 2.9", v)
-    return TorchExt(src=src, include=r.str_list(t, "include", "torch", unique=True), pyext=pyext,
+    return TorchExt(src=src, include=r.str_list(t, "include", "torch", unique=True, paths=True), pyext=pyext,
                     minver=minver, maxver=maxver, cxx_flags=r.str_list(t, "cxx-flags", "torch"), stable_abi=stable)
 
 
@@ -429,7 +446,7 @@ def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tup
         for d in depends:
             if d not in KNOWN_DEPENDS:
                 r.fail(f"{prefix}.depends", f"unknown dependency; known: {', '.join(KNOWN_DEPENDS)}", d)
-        src = r.str_list(t, "src", prefix, required=True, non_empty=True, unique=True)
+        src = r.str_list(t, "src", prefix, required=True, non_empty=True, unique=True, paths=True)
         for s in src:
             suffix = PurePosixPath(s).suffix
             if backend in BUILT_KERNEL_BACKENDS and suffix not in SOURCE_SUFFIXES | HEADER_SUFFIXES:
@@ -453,7 +470,7 @@ def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tup
             if k in t:
                 other[k] = r.str_list(t, k, prefix)
         kernel = Kernel(name=kname, backend=backend, depends=depends, src=src,
-                        include=r.str_list(t, "include", prefix, unique=True),
+                        include=r.str_list(t, "include", prefix, unique=True, paths=True),
                         cxx_flags=r.str_list(t, "cxx-flags", prefix),
                         cuda_capabilities=caps, cuda_flags=r.str_list(t, "cuda-flags", prefix) if backend == "cuda" else (),
                         cuda_minver=cuda_minver, other=other)
@@ -489,8 +506,3 @@ def _check_paths(r: _Reader, p: Project) -> None:
     if not (p.package_dir / "__init__.py").is_file():
         r.fail("general.name", f"the Python package torch-ext/{p.general.module}/__init__.py is missing",
                p.general.name)
-
-
-def warn_notes(project: Project) -> None:
-    for n in project.notes:
-        warnings.warn(n, stacklevel=2)

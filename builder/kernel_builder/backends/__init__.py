@@ -30,6 +30,9 @@ class Backend(Protocol):
     def archs(self, project: Project, host: Host, options: dict) -> list[str] | None:
         """metadata.json backend.archs (None where the loader expects none)."""
 
+    def fallback_include_dirs(self, host: Host) -> list[str]:
+        """Include directories searched after torch's and the toolkit's own."""
+
     def toolchain(self, host: Host) -> str:
         """A string that changes whenever the compilers that shape the output change (fingerprint input)."""
 

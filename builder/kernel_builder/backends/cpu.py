@@ -37,5 +37,8 @@ class CPU:
     def archs(self, project: Project, host: Host, options: dict) -> list[str] | None:
         return None
 
+    def fallback_include_dirs(self, host: Host) -> list[str]:
+        return []
+
     def toolchain(self, host: Host) -> str:
         return cxx_version()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import re
 import subprocess
+from importlib.util import find_spec
+from pathlib import Path
 
 from ..config import CAPABILITY_RE, Kernel, Project
 from ..host import Host
@@ -100,6 +102,17 @@ class CUDA:
                 if cap not in seen:
                     seen.append(cap)
         return sorted(seen, key=lambda c: (_vt(c.rstrip("+PTX").rstrip("af")), c))
+
+    def fallback_include_dirs(self, host: Host) -> list[str]:
+        """Headers a pip-assembled toolkit lacks (cuBLAS, cuSPARSE, ...) from the CUDA wheels torch
+        depends on; searched after CUDA_HOME so the toolkit's own headers win."""
+        spec = find_spec("torch")
+        if spec is None or not spec.origin:
+            return []
+        nvidia = Path(spec.origin).parent.parent / "nvidia"
+        home_inc = Path(host.cuda_home or "/nonexistent") / "include"
+        dirs = sorted(str(d) for d in nvidia.glob("*/include") if d.is_dir())
+        return [d for d in dirs if Path(d) != home_inc] if not (home_inc / "cusparse.h").exists() else []
 
     def toolchain(self, host: Host) -> str:
         from .cpu import cxx_version

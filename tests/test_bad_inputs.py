@@ -1,0 +1,116 @@
+"""The malformed-input corpus: every project under tests/bad_inputs/ is wrong in exactly one way.
+
+`kernel-builder build` must refuse each one before compiling or writing anything: exit code 2 and a
+single stderr line `<path>/build.toml[:<line>]: <dotted.key>: <problem> (got <value>)`, never a
+traceback. Each case's expect.toml says which key, value and line the message must name, and whether
+Hugging Face's own parser (`kernels._rust.Build.open`) rejects the project too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CORPUS = HERE / "bad_inputs"
+CASES = sorted(p for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else []
+EXPECT_KEYS = {"key", "value", "line", "hf_rejects", "why"}
+
+
+def _expect(case: Path) -> dict:
+    return tomllib.loads((case / "expect.toml").read_text(encoding="utf-8"))
+
+
+def _copy_case(case: Path, tmp_path: Path) -> Path:
+    """A private copy (without expect.toml), so that nothing can ever be written into the repository."""
+    dst = tmp_path / "project" / case.name
+    shutil.copytree(case, dst, ignore=shutil.ignore_patterns("expect.toml"))
+    return dst
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KERNEL_BUILDER_CACHE"] = str(cache)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "builder"), env.get("PYTHONPATH")]))
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 30, f"only {len(CASES)} malformed-input cases under {CORPUS}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_expect_file_is_well_formed(case: Path):
+    e = _expect(case)
+    assert set(e) <= EXPECT_KEYS, f"unknown keys in {case}/expect.toml: {sorted(set(e) - EXPECT_KEYS)}"
+    assert isinstance(e.get("key"), str) and isinstance(e.get("value"), str)
+    assert isinstance(e.get("hf_rejects"), bool) and isinstance(e.get("why"), str) and e["why"]
+    if "line" in e:
+        assert isinstance(e["line"], int) and e["line"] >= 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_build_rejects_with_one_line(case: Path, tmp_path: Path):
+    e = _expect(case)
+    project = _copy_case(case, tmp_path)
+    before = _snapshot(project)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "kernel_builder", "build", str(project), "--out", str(out)],
+        capture_output=True, text=True, env=_env(cache), cwd=tmp_path, timeout=300,
+    )
+    stderr = proc.stderr.strip()
+    report = f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+
+    assert "Traceback" not in proc.stdout + proc.stderr, report
+    assert proc.returncode == 2, report
+    lines = stderr.splitlines()
+    assert len(lines) == 1, f"stderr must be exactly one line\n{report}"
+    msg = lines[0]
+
+    toml_paths = {str(project / "build.toml"), str(project.resolve() / "build.toml")}
+    assert any(p in msg for p in toml_paths), f"message does not name {project / 'build.toml'}: {msg}"
+    assert e["key"] in msg, f"message does not name key {e['key']!r}: {msg}"
+    assert e["value"] in msg, f"message does not show value {e['value']!r}: {msg}"
+    if "line" in e:
+        assert f"build.toml:{e['line']}:" in msg, f"message does not point at line {e['line']}: {msg}"
+
+    # Nothing written: no output tree, no build products in the cache, the project untouched.
+    assert not out.exists(), f"{out} was created for a rejected project"
+    cached = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+    assert not cached, f"files written to the cache for a rejected project: {cached[:5]}"
+    assert _snapshot(project) == before, "the rejected project directory was modified"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hf_parser_agrees(case: Path, tmp_path: Path):
+    """`hf_rejects` records honestly what Hugging Face's parser does with the same project."""
+    try:
+        from kernels._rust import Build
+    except ImportError as exc:  # pragma: no cover
+        pytest.skip(f"kernels (Hugging Face's loader, with its build.toml parser) is not importable: {exc}")
+    e = _expect(case)
+    project = _copy_case(case, tmp_path)
+    if e["hf_rejects"]:
+        with pytest.raises(ValueError):
+            Build.open(str(project))
+    else:
+        # Stricter than Hugging Face here (file checks, our allow-lists, cann tables, ...): it must accept.
+        Build.open(str(project))
