@@ -18,7 +18,8 @@ from pathlib import Path
 
 from . import __version__, cache, layout
 from .backends import BUILT, Backend, get as get_backend
-from .config import Kernel, Project
+from . import deps
+from .config import Kernel, Project, _Reader
 from .errors import CompileError, UsageError
 from .host import Host
 from .render import render, template_dir
@@ -35,6 +36,7 @@ class Selection:
     reason: str | None = None
     kernels: tuple[Kernel, ...] = ()
     notes: list[str] = field(default_factory=list)
+    dep_includes: dict[str, list[str]] = field(default_factory=dict)  # kernel name -> include dirs
 
 
 def _vt(v: str) -> tuple[int, ...]:
@@ -88,6 +90,9 @@ def select(project: Project, host: Host, options: dict) -> list[Selection]:
                     raise UsageError(f"{project.file}: kernel.{k.name}.cuda-capabilities: none of "
                                      f"{list(k.cuda_capabilities) or 'the defaults'} can be built with nvcc "
                                      f"{host.nvcc_version}" + (" and --cuda-archs" if options.get("cuda_archs") else ""))
+        for k in keep:
+            line = _Reader(project.file, project.file.read_text()).line_of(f"kernel.{k.name}.depends")
+            sel.dep_includes[k.name] = [d for dep in k.depends for d in deps.include_dirs(dep, project.file, k.name, line)]
         if t.stable_abi.get(family):
             sel.notes.append(f"torch.stable-abi.{family} = {t.stable_abi[family]}: stable-ABI variants are built "
                              "with the matrix (build --all); building the regular variant")
@@ -131,7 +136,8 @@ def make_plan(project: Project, sel: Selection, host: Host, options: dict) -> Pl
     backend = get_backend(sel.family)
     toolchain = backend.toolchain(host)
     fp = _hash_inputs(project, [__version__, sel.variant, host.torch_version, toolchain,
-                                json.dumps(options.get("cuda_archs")), ",".join(k.name for k in sel.kernels)])
+                                json.dumps(options.get("cuda_archs")), ",".join(k.name for k in sel.kernels),
+                                json.dumps(sel.dep_includes, sort_keys=True)])
     kernel_id = f"_{project.general.module}_{sel.family}_{fp[:10]}"
     work = cache.variant_dir(project.root, project.general.name, sel.variant)
     gen = work / "gen"
@@ -169,7 +175,7 @@ def make_plan(project: Project, sel: Selection, host: Host, options: dict) -> Pl
                 srcs.append(str(gen / name))
             else:
                 srcs.append(str(path))
-        add(srcs, base_includes + [str(root / i) for i in k.include], common + flags["cxx"], nvcc_common + flags["nvcc"])
+        add(srcs, base_includes + [str(root / i) for i in k.include] + sel.dep_includes.get(k.name, []), common + flags["cxx"], nvcc_common + flags["nvcc"])
     fallback = backend.fallback_include_dirs(host)
     for g in groups.values():
         g["fallback_include_dirs"] = fallback

@@ -1,0 +1,85 @@
+"""Header dependencies named in `[kernel.*] depends` (cutlass_X_Y, ...), provided from pinned sources.
+
+CUTLASS comes from the `nvidia-cutlass` wheel on PyPI at a pinned version (its
+cutlass_library/source/include is the header tree), fetched once with pip into the cache. Versions PyPI
+does not carry can be pointed at with KERNEL_BUILDER_CUTLASS_<X>_<Y>=<include dir>; otherwise the
+build is refused before anything compiles, naming the dependency.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from . import cache
+from .errors import ConfigError, EnvironmentProblem
+
+# depends entry -> nvidia-cutlass release on PyPI carrying that CUTLASS's headers.
+PINNED_CUTLASS = {"cutlass_3_5": "3.5.1.0", "cutlass_3_6": "3.6.0.0", "cutlass_3_8": "3.8.0.0"}
+
+
+def _cutlass_version(include_dir: Path) -> tuple[int, int] | None:
+    try:
+        text = (include_dir / "cutlass" / "version.h").read_text(errors="ignore")
+    except OSError:
+        return None
+    maj = re.search(r"#define\s+CUTLASS_MAJOR\s+(\d+)", text)
+    mnr = re.search(r"#define\s+CUTLASS_MINOR\s+(\d+)", text)
+    return (int(maj.group(1)), int(mnr.group(1))) if maj and mnr else None
+
+
+def _fetch_pinned(version: str) -> Path:
+    dest = cache.root() / "deps" / f"nvidia-cutlass-{version}"
+    include = dest / "include"
+    if (include / "cutlass" / "version.h").is_file():
+        return include
+    with tempfile.TemporaryDirectory(dir=cache.root()) as tmp:
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                            "-d", tmp, f"nvidia-cutlass=={version}"], capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("nvidia_cutlass-*.whl"))
+        if r.returncode != 0 or not wheels:
+            last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+            raise EnvironmentProblem(f"cannot fetch nvidia-cutlass=={version} with pip: {last}")
+        staging = Path(tmp) / "include"
+        prefix = "cutlass_library/source/include/"
+        with zipfile.ZipFile(wheels[0]) as z:
+            for name in z.namelist():
+                if name.startswith(prefix) and not name.endswith("/"):
+                    target = staging / name[len(prefix):]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(z.read(name))
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(include, ignore_errors=True)
+        os.replace(staging, include)
+    return include
+
+
+def include_dirs(dep: str, build_file: Path, kernel: str, line: int | None = None) -> list[str]:
+    """Include directories that satisfy `dep`; raises ConfigError (exit 2) naming it when none can."""
+    key = f"kernel.{kernel}.depends"
+    if dep == "torch":
+        return []
+    m = re.fullmatch(r"cutlass_(\d+)_(\d+)", dep)
+    if not m:
+        raise ConfigError(build_file, key, f"{dep} is only provided for {'xpu' if dep == 'sycl_tla' else 'metal'} "
+                          "kernels, which this kernel-builder does not build", line)
+    want = (int(m.group(1)), int(m.group(2)))
+    env = f"KERNEL_BUILDER_CUTLASS_{want[0]}_{want[1]}"
+    if os.environ.get(env):
+        inc = Path(os.environ[env])
+        got = _cutlass_version(inc)
+        if got != want:
+            raise ConfigError(build_file, key, f"{dep}: {env}={inc} does not hold CUTLASS {want[0]}.{want[1]} "
+                              f"headers (found {'.'.join(map(str, got)) if got else 'no include/cutlass/version.h'})", line)
+        return [str(inc)]
+    if dep in PINNED_CUTLASS:
+        return [str(_fetch_pinned(PINNED_CUTLASS[dep]))]
+    raise ConfigError(build_file, key, f"{dep}: no pinned source of CUTLASS {want[0]}.{want[1]} headers (PyPI's "
+                      f"nvidia-cutlass has {', '.join(sorted(PINNED_CUTLASS))}); set {env} to a CUTLASS "
+                      f"{want[0]}.{want[1]} include directory", line)

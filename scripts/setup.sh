@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install kernel-builder and everything the tests need into .venv, then build kernels_src for this host
+# and check the result. Safe to re-run: pip skips what is installed, the build is incremental.
+#
+# torch: the local CPU wheel torch==2.13.0 by default (KB_TORCH overrides, e.g. KB_TORCH=torch==2.14.1
+# for the CUDA build of torch; a CUDA variant is built when torch has CUDA and nvcc is found).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q "${KB_TORCH:-torch==2.13.0}"
+.venv/bin/python -m pip install -q -e '.[test]'
+for k in kernels_src/*/; do
+  .venv/bin/kernel-builder build "$k" --out "build/$(basename "$k")"
+  .venv/bin/kernel-builder check "build/$(basename "$k")"
+done
+echo "kernels_src built under build/: load one with kernels.get_local_kernel('build/activation')"

@@ -1,0 +1,68 @@
+"""Shared fixtures: real builds of real projects with the real CLI, in a subprocess.
+
+Builds use the user's kernel-builder cache (KERNEL_BUILDER_CACHE or ~/.cache/kernel-builder) unless a
+test sets its own, so `.ci/run`'s build of kernels_src makes the fixtures' builds no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+KERNELS_SRC = REPO / "kernels_src"
+SHARED = REPO.parent / "shared"
+CONFORMANCE = SHARED / "conformance" / "conformance.py"
+
+
+def run_cli(*args, env=None, check=True, cwd=None) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e.update(env or {})
+    r = subprocess.run([sys.executable, "-m", "kernel_builder", *map(str, args)], capture_output=True, text=True,
+                       env=e, cwd=cwd, timeout=1800)
+    if check and r.returncode != 0:
+        raise AssertionError(f"kernel-builder {' '.join(map(str, args))} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def build_project(project: Path, out: Path, *extra, env=None) -> subprocess.CompletedProcess:
+    return run_cli("build", project, "--out", out, *extra, env=env)
+
+
+@pytest.fixture(scope="session")
+def built_kernels(tmp_path_factory) -> dict[str, Path]:
+    """kernels_src/{activation,rmsnorm} built for this host: name -> directory of variant directories."""
+    out = tmp_path_factory.mktemp("kernels_src_build")
+    result = {}
+    for name in ("activation", "rmsnorm"):
+        build_project(KERNELS_SRC / name, out / name)
+        result[name] = out / name
+    return result
+
+
+@pytest.fixture
+def conformance():
+    if not CONFORMANCE.is_file():
+        pytest.skip(f"conformance harness not found at {CONFORMANCE} (CI clones ../shared beside the repo; "
+                    "a checkout of the project alone has no harness)")
+    return CONFORMANCE
+
+
+@pytest.fixture
+def tiny_project(tmp_path) -> Path:
+    """A copy of the smallest real project (tests/projects/hf_docs_style) that a test may edit."""
+    dst = tmp_path / "proj"
+    shutil.copytree(REPO / "tests" / "projects" / "hf_docs_style", dst)
+    return dst
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KERNEL_BUILDER_CACHE", str(cache))
+    return cache
