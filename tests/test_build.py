@@ -190,3 +190,27 @@ def test_stable_abi_is_validated_and_announced(tiny_project, tmp_path, private_c
     (tiny_project / "build.toml").write_text(bad)
     r = run_cli("list-variants", tiny_project, check=False)
     assert r.returncode == 2 and "torch.stable-abi.cpu" in r.stderr
+
+
+def test_noarch_project_becomes_torch_backend_variants(tmp_path, private_cache):
+    proj = tmp_path / "pyk"
+    (proj / "torch-ext" / "py_relu").mkdir(parents=True)
+    (proj / "build.toml").write_text('[general]\nname = "py-relu"\nversion = 2\nedition = 5\nlicense = "MIT"\n'
+                                     'backends = ["cpu", "cann"]\n\n[torch-noarch]\n')
+    (proj / "torch-ext" / "py_relu" / "__init__.py").write_text(
+        "import torch\nfrom ._ops import add_op_namespace_prefix\n\n"
+        "def relu(x: torch.Tensor) -> torch.Tensor:\n    return x.clamp_min(0)\n\n__all__ = ['relu']\n")
+    out = tmp_path / "out"
+    r = build_project(proj, out)
+    assert sorted(p.name for p in out.iterdir()) == ["torch-cpu", "torch-npu"], r.stdout
+    meta = json.loads((out / "torch-npu" / "metadata.json").read_text())
+    assert meta["backend"] == {"type": "cann"} and meta["version"] == 2
+    assert not list(out.rglob("*.so"))
+    run_cli("check", out)
+    code = ("import kernels, torch, sys; k = kernels.get_local_kernel(__import__('pathlib').Path(sys.argv[1])); "
+            "assert torch.equal(k.relu(torch.tensor([-1.0, 2.0])), torch.tensor([0.0, 2.0])); print(k.__name__)")
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip().startswith("_py_relu_cpu_"), p.stderr

@@ -49,8 +49,8 @@ def select(project: Project, host: Host, options: dict) -> list[Selection]:
     torch_mm = host.torch_mm
     for family in project.general.backends:
         kernels = project.kernels_for(family)
-        if project.torch is None:
-            out.append(Selection(family, None, "[torch-noarch] projects are not built yet (comes with the matrix)"))
+        if project.torch is None:  # pure Python: one host-independent variant per backend, nothing to compile
+            out.append(Selection(family, "torch-" + ("npu" if family == "cann" else family)))
             continue
         if not kernels:
             out.append(Selection(family, None, "no [kernel.*] table for this backend"))
@@ -109,7 +109,8 @@ def select(project: Project, host: Host, options: dict) -> list[Selection]:
 @dataclass
 class Plan:
     project: Project
-    backend: Backend
+    family: str
+    backend: Backend | None  # None for a [torch-noarch] variant: nothing to compile
     variant: str
     kernels: tuple[Kernel, ...]
     fingerprint: str
@@ -133,6 +134,10 @@ def _hash_inputs(project: Project, extra: list[str]) -> str:
 
 
 def make_plan(project: Project, sel: Selection, host: Host, options: dict) -> Plan:
+    if project.torch is None:
+        fp = _hash_inputs(project, [__version__, sel.variant])
+        return Plan(project, sel.family, None, sel.variant, (), fp, f"_{project.general.module}_{sel.family}_{fp[:10]}",
+                    cache.variant_dir(project.root, project.general.name, sel.variant), [], {}, None)
     backend = get_backend(sel.family)
     toolchain = backend.toolchain(host)
     fp = _hash_inputs(project, [__version__, sel.variant, host.torch_version, toolchain,
@@ -179,7 +184,7 @@ def make_plan(project: Project, sel: Selection, host: Host, options: dict) -> Pl
     fallback = backend.fallback_include_dirs(host)
     for g in groups.values():
         g["fallback_include_dirs"] = fallback
-    return Plan(project, backend, sel.variant, sel.kernels, fp, kernel_id, work, list(groups.values()),
+    return Plan(project, sel.family, backend, sel.variant, sel.kernels, fp, kernel_id, work, list(groups.values()),
                 generated, backend.archs(project, host, options))
 
 
@@ -206,7 +211,7 @@ def _compile(plan: Plan, host: Host, verbose: bool) -> Path:
     _write_generated(plan)
     for old in stage.glob("*.so") if stage.is_dir() else ():
         old.unlink()
-    cuda = plan.backend.family == "cuda"
+    cuda = plan.family == "cuda"
     job = {"name": plan.kernel_id, "cuda": cuda, "stage": str(stage), "build_temp": str(plan.workdir / "obj"),
            "groups": plan.groups, "ldflags": ["-Wl,--strip-debug"]}
     job_file = plan.workdir / "compile.json"
@@ -244,11 +249,12 @@ def _compile(plan: Plan, host: Host, verbose: bool) -> Path:
     return so
 
 
-def variant_files(plan: Plan, so: Path) -> dict[str, bytes]:
+def variant_files(plan: Plan, so: Path | None) -> dict[str, bytes]:
     files = layout.package_files(plan.project)
-    files["_ops.py"] = render("_ops.py.j2", id=plan.kernel_id).encode()
-    files[so.name] = so.read_bytes()
-    backend = {"type": plan.backend.family}
+    files["_ops.py"] = render("_ops.py.j2", id=plan.kernel_id, compiled=so is not None).encode()
+    if so is not None:
+        files[so.name] = so.read_bytes()
+    backend = {"type": plan.family}
     if plan.archs is not None:
         backend["archs"] = plan.archs
     meta = layout.metadata(plan.project, plan.kernel_id, backend, files, layout.provenance(plan.project))
@@ -259,7 +265,7 @@ def variant_files(plan: Plan, so: Path) -> dict[str, bytes]:
 def build_variant(plan: Plan, host: Host, out_dir: Path, verbose: bool = False) -> dict:
     """Compile (if needed) and install one variant. Returns a small report for the CLI."""
     t0 = time.monotonic()
-    so = _compile(plan, host, verbose)
+    so = _compile(plan, host, verbose) if plan.backend else None
     t1 = time.monotonic()
     files = variant_files(plan, so)
     changed = layout.install(out_dir, plan.variant, files)

@@ -25,5 +25,5 @@ def _env() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined, autoescape=False)
 
 
-def render(name: str, **context) -> str:
-    return _env().get_template(name).render(kb_version=__version__, **context)
+def render(template: str, **context) -> str:
+    return _env().get_template(template).render(kb_version=__version__, **context)

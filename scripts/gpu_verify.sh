@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# On a CUDA machine: build kernels_src with kernel-builder (CPU + CUDA variants), check the trees, run the
+# kernels_src tests on the GPU through the real loader, then time every op (scripts/bench_kernels.py).
+# Used with the lent H100, whose image has torch + nvcc but not `kernels`: wheels carried in .whl/ are
+# installed first when present. Results go to $OUT (default /tmp/gpu-out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/builder${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export KERNEL_BUILDER_CACHE=${KERNEL_BUILDER_CACHE:-/tmp/kbcache}
+nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
+for k in activation rmsnorm; do
+  /usr/bin/time -f "build $k: %e s" python3 -m kernel_builder build kernels_src/$k --out /tmp/build/$k ${KB_BUILD_ARGS:-} || exit 1
+  python3 -m kernel_builder check /tmp/build/$k | tee -a "$OUT/check.txt" || exit 1
+done
+python3 -m pytest -q -p no:cacheprovider tests/test_kernels_src.py 2>&1 | tee "$OUT/tests.txt" | tail -15
+python3 scripts/bench_kernels.py --build-dir activation=/tmp/build/activation --build-dir rmsnorm=/tmp/build/rmsnorm \
+  --csv "$OUT/bench.csv" ${KB_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt"
