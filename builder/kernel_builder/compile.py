@@ -50,6 +50,13 @@ def _build(plan: dict) -> None:
                     macros=ext.define_macros, include_dirs=group["include_dirs"] + ext.include_dirs + group.get("fallback_include_dirs", []),
                     extra_postargs={"cxx": base["cxx"] + group["cxx"], "nvcc": base["nvcc"] + group["nvcc"]},
                     depends=ext.depends)
+            # Link with the C++ driver alone, not Python's LDSHARED: some interpreters (python-build-standalone,
+            # as on the H100 image) bring -static-libstdc++ and their own -L/-rpath, and a private libstdc++
+            # copy makes every c10::Error thrown across torch's libraries crash the process.
+            linker = [os.environ.get("CXX", "c++"), "-shared"]
+            for attr in ("linker_so", "linker_so_cxx"):
+                if hasattr(self.compiler, attr):
+                    self.compiler.set_executable(attr, linker)
             self.compiler.link_shared_object(
                 objects, self.get_ext_fullpath(ext.name), libraries=self.get_libraries(ext),
                 library_dirs=ext.library_dirs, runtime_library_dirs=ext.runtime_library_dirs,
