@@ -125,7 +125,8 @@ def _hash_inputs(project: Project, extra: list[str]) -> str:
     h = hashlib.sha256()
     for item in extra:
         h.update(item.encode() + b"\0")
-    for t in sorted(template_dir().iterdir()):
+    own = Path(__file__).resolve().parent  # our own code shapes the output too (flags, link, layout)
+    for t in sorted(template_dir().rglob("*")) + sorted(own.rglob("*.py")):
         if t.is_file():
             h.update(t.name.encode() + b"\0" + t.read_bytes() + b"\0")
     for p in project.all_inputs():
