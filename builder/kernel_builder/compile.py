@@ -57,6 +57,13 @@ def _build(plan: dict) -> None:
             for attr in ("linker_so", "linker_so_cxx"):
                 if hasattr(self.compiler, attr):
                     self.compiler.set_executable(attr, linker)
+            spawn = self.compiler.spawn
+
+            def spawn_logged(cmd, **kw):  # the link line belongs in the build log (-v shows it)
+                print("$ " + " ".join(map(str, cmd)), flush=True)
+                return spawn(cmd, **kw)
+
+            self.compiler.spawn = spawn_logged
             self.compiler.link_shared_object(
                 objects, self.get_ext_fullpath(ext.name), libraries=self.get_libraries(ext),
                 library_dirs=ext.library_dirs, runtime_library_dirs=ext.runtime_library_dirs,
