@@ -12,6 +12,9 @@ if [ -d .whl ]; then
 fi
 export PYTHONPATH=$PWD/builder${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export KERNEL_BUILDER_CACHE=${KERNEL_BUILDER_CACHE:-/tmp/kbcache}
+# The H100 image sets CXX=/opt/gcc/bin/g++, which links libstdc++ statically (kernel-builder refuses that
+# output); its system g++ links it shared, as torch expects.
+[ "${CXX:-}" = /opt/gcc/bin/g++ ] && export CXX=/usr/bin/g++ CC=/usr/bin/gcc
 nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
 for k in activation rmsnorm; do
   /usr/bin/time -f "build $k: %e s" python3 -m kernel_builder build kernels_src/$k --out /tmp/build/$k ${KB_BUILD_ARGS:-} || exit 1

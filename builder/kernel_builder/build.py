@@ -246,6 +246,13 @@ def _compile(plan: Plan, host: Host, verbose: bool) -> Path:
                 or [ln.strip() for ln in text if ln.startswith("FAILED")])
         first = errs[0] if errs else (text[-1] if text else f"exit status {rc}")
         raise CompileError(f"{plan.variant}: compile failed: {first[:300]} (full log: {log_path})")
+    from .check import private_libstdcxx
+
+    if private_libstdcxx(so):
+        so.unlink()
+        raise CompileError(f"{plan.variant}: the linker ({os.environ.get('CXX', 'c++')}) put a private copy of libstdc++ "
+                           "into the extension; the first exception from torch would crash it. Use a compiler whose "
+                           "libstdc++ is shared, e.g. CXX=/usr/bin/g++")
     cache.write_atomic(stamp, json.dumps({"fingerprint": plan.fingerprint, "id": plan.kernel_id}))
     return so
 

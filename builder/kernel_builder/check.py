@@ -164,6 +164,17 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
     return problems
 
 
+def private_libstdcxx(so: Path) -> bool | None:
+    """True when the library carries its own copy of libstdc++'s exception runtime (a static libstdc++).
+    torch's libraries throw c10::Error through the shared libstdc++; a private copy makes such an
+    exception crash the process (seen with the H100 image's /opt/gcc). None when `nm` is missing."""
+    try:
+        r = subprocess.run(["nm", "-D", "--defined-only", str(so)], capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return r.returncode == 0 and any(line.split()[-1].split("@")[0] == "__cxa_throw" for line in r.stdout.splitlines() if line.strip())
+
+
 def abi_problems(vdir: Path, manylinux: str = "manylinux_2_28", python_abi: str = "3.9") -> list[str]:
     try:
         import kernel_abi_check as kac
@@ -172,6 +183,8 @@ def abi_problems(vdir: Path, manylinux: str = "manylinux_2_28", python_abi: str 
                 "or pass --no-abi"]
     out = []
     for so in sorted(vdir.rglob("*.so")):
+        if private_libstdcxx(so):
+            out.append(f"{so.name}: libstdc++: linked statically (defines __cxa_throw); torch's exceptions would crash it")
         obj = kac.ObjectFile(so)
         for v in obj.check_manylinux(manylinux):
             out.append(f"{so.name}: {manylinux}: symbol {v.name} needs {v.dep}_{v.version}")
