@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 
 from ..config import Kernel, Project
@@ -12,11 +13,13 @@ from ..variants import Variant
 
 @functools.lru_cache(maxsize=None)
 def cxx_version() -> str:
+    """The C++ compiler cpp_extension will use ($CXX, else c++) and its version: a fingerprint input."""
+    cxx = os.environ.get("CXX", "c++")
     try:
-        out = subprocess.run(["c++", "--version"], capture_output=True, text=True, timeout=30).stdout
-        return out.splitlines()[0] if out else "c++ unknown"
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return f"{cxx}: {out.splitlines()[0]}" if out else f"{cxx}: unknown"
     except OSError:
-        return "c++ not found"
+        return f"{cxx}: not found"
 
 
 class CPU:
