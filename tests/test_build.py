@@ -214,3 +214,25 @@ def test_noarch_project_becomes_torch_backend_variants(tmp_path, private_cache):
 
     p = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip().startswith("_py_relu_cpu_"), p.stderr
+
+
+def test_provenance_follows_git(tiny_project, tmp_path, private_cache):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tiny_project), *args], check=True, capture_output=True)
+
+    def kernel_prov():
+        build_project(tiny_project, tmp_path / "out")
+        return json.loads((_variant(tmp_path / "out") / "metadata.json").read_text())["provenance"]["kernel"]
+
+    git("init", "-q")
+    git("add", "build.toml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "only build.toml")
+    assert kernel_prov()["dirty"] is True, "sources the build reads are not in the commit"
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "all")
+    prov = kernel_prov()
+    assert prov["dirty"] is False and len(prov["commit"]) == 40
+    (tiny_project / "relu_cpu" / "relu.cpp").write_text((tiny_project / "relu_cpu" / "relu.cpp").read_text() + "//\n")
+    assert kernel_prov()["dirty"] is True

@@ -59,13 +59,16 @@ def _git(cwd: Path, *args: str) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def git_status(path: Path) -> dict | None:
-    """{"commit", "dirty"} of the git tree holding `path`; dirty = its tracked files differ from HEAD.
-    None outside git (then metadata has no such entry rather than a made-up one)."""
+def git_status(path: Path, inputs: list[Path] | None = None) -> dict | None:
+    """{"commit", "dirty"} of the git tree holding `path`; dirty = its tracked files differ from HEAD, or
+    one of `inputs` (the files a build reads) is not in the commit at all. None outside git (then
+    metadata has no such entry rather than a made-up one)."""
     commit = _git(path, "rev-parse", "HEAD")
     if not commit:
         return None
     changed = _git(path, "status", "--porcelain", "--untracked-files=no", "--", ".")
+    if not changed and inputs:
+        changed = _git(path, "status", "--porcelain", "--untracked-files=all", "--", *map(str, inputs))
     return {"commit": commit, "dirty": bool(changed)}
 
 
@@ -75,7 +78,7 @@ def provenance(project: Project) -> dict:
     if kb_git:
         kb.update(kb_git)
     prov = {"kernel-builder": kb}
-    kernel = git_status(project.root)
+    kernel = git_status(project.root, project.all_inputs())
     if kernel:
         prov["kernel"] = kernel
     return prov
