@@ -4,6 +4,9 @@
 #
 # torch: the local CPU wheel torch==2.13.0 by default (KB_TORCH overrides, e.g. KB_TORCH=torch==2.14.1
 # for the CUDA build of torch; a CUDA variant is built when torch has CUDA and nvcc is found).
+#
+# --cuda: also make .venv-cu with the CUDA build of torch (torch==2.14.1+cu130, ~5 GB) when nvcc is on
+# PATH; the test suite then compiles kernels_src's CUDA variants with it (tests/test_cuda_compile.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,4 +18,14 @@ for k in kernels_src/*/; do
   .venv/bin/kernel-builder build "$k" --out "build/$(basename "$k")"
   .venv/bin/kernel-builder check "build/$(basename "$k")"
 done
+if [ "${1:-}" = "--cuda" ]; then
+  if command -v nvcc >/dev/null || [ -n "${CUDA_HOME:-}" ]; then
+    [ -x .venv-cu/bin/python ] || "$PY" -m venv .venv-cu
+    .venv-cu/bin/python -m pip install -q "${KB_CUDA_TORCH:-torch==2.14.1}"
+    .venv-cu/bin/python -m pip install -q jinja2 packaging ninja setuptools 'kernel-abi-check>=0.14,<0.15'
+    .venv-cu/bin/python -m pip install -q --no-deps -e .
+  else
+    echo "setup.sh --cuda: no nvcc on PATH and no CUDA_HOME: skipping the CUDA environment"
+  fi
+fi
 echo "kernels_src built under build/: load one with kernels.get_local_kernel('build/activation')"
