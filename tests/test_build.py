@@ -236,3 +236,17 @@ def test_provenance_follows_git(tiny_project, tmp_path, private_cache):
     assert prov["dirty"] is False and len(prov["commit"]) == 40
     (tiny_project / "relu_cpu" / "relu.cpp").write_text((tiny_project / "relu_cpu" / "relu.cpp").read_text() + "//\n")
     assert kernel_prov()["dirty"] is True
+
+
+def test_concurrent_builds_of_one_project_take_turns(tiny_project, tmp_path, private_cache):
+    import subprocess
+    import sys
+
+    outs = [tmp_path / "o1", tmp_path / "o2"]
+    procs = [subprocess.Popen([sys.executable, "-m", "kernel_builder", "build", str(tiny_project), "--out", str(o)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for o in outs]
+    results = [p.communicate(timeout=900) + (p.returncode,) for p in procs]
+    assert all(rc == 0 for _, _, rc in results), results
+    metas = [(_variant(o) / "metadata.json").read_bytes() for o in outs]
+    assert metas[0] == metas[1]
+    run_cli("check", outs[0], "--no-abi")

@@ -273,9 +273,10 @@ def variant_files(plan: Plan, so: Path | None) -> dict[str, bytes]:
 def build_variant(plan: Plan, host: Host, out_dir: Path, verbose: bool = False) -> dict:
     """Compile (if needed) and install one variant. Returns a small report for the CLI."""
     t0 = time.monotonic()
-    so = _compile(plan, host, verbose) if plan.backend else None
-    t1 = time.monotonic()
-    files = variant_files(plan, so)
-    changed = layout.install(out_dir, plan.variant, files)
+    with cache.locked(plan.workdir):
+        so = _compile(plan, host, verbose) if plan.backend else None
+        t1 = time.monotonic()
+        files = variant_files(plan, so)
+        changed = layout.install(out_dir, plan.variant, files)
     return {"variant": plan.variant, "id": plan.kernel_id, "compile_s": t1 - t0,
             "layout_s": time.monotonic() - t1, "changed": changed, "size": sum(len(b) for b in files.values())}
