@@ -18,6 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from .cann_versions import CANN_SRC_SUFFIXES, KNOWN_SOCS
 from .errors import ConfigError
 
 NAME_RE = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")
@@ -453,6 +454,15 @@ def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tup
                 r.fail(f"{prefix}.src", "is neither a C/C++/CUDA source nor a header", s)
             if suffix == ".cu" and backend == "cpu":
                 r.fail(f"{prefix}.src", "a CUDA source in a cpu kernel", s)
+            if backend == "cann" and suffix not in CANN_SRC_SUFFIXES:
+                r.fail(f"{prefix}.src", "a cann kernel compiles Ascend C sources (.cpp, .asc) and headers "
+                       "(.h, .hpp) only", s)
+        if backend == "cann":
+            if not any(PurePosixPath(s).suffix in {".cpp", ".asc"} for s in src):
+                r.fail(f"{prefix}.src", "names no Ascend C source (.cpp, .asc) to compile (only headers)", list(src))
+            for soc in r.str_list(t, "soc-versions", prefix, non_empty=True, unique=True):
+                if soc not in KNOWN_SOCS:
+                    r.fail(f"{prefix}.soc-versions", f"unknown Ascend SoC; known: {', '.join(KNOWN_SOCS)}", soc)
         if backend in BUILT_KERNEL_BACKENDS and not any(PurePosixPath(s).suffix in SOURCE_SUFFIXES for s in src):
             r.fail(f"{prefix}.src", "names no source file to compile (only headers)", list(src))
         caps: tuple[str, ...] = ()
