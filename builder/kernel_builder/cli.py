@@ -1,6 +1,7 @@
 """`kernel-builder VERB ...`: wires each verb to the module that does the work, and nothing more.
 
-build -> build.py, list-variants -> build.select, check -> check.py, init -> scaffold.py.
+build -> build.py, list-variants -> build.select, check -> check.py, init -> scaffold.py,
+upload -> upload.py, serve -> serve.py (+ hub_store.py), mirror -> mirror.py.
 Errors are typed (errors.py): one line on stderr, the class's exit code, never a traceback.
 """
 
@@ -92,6 +93,17 @@ def cmd_init(a) -> int:
     return 0
 
 
+def _lazy(module: str):
+    """The hub verbs import huggingface_hub / werkzeug only when run, so `build` stays fast and works in
+    environments (build containers) that have neither."""
+    def run(a):
+        import importlib
+
+        return importlib.import_module(f".{module}", __package__).run(a)
+
+    return run
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kernel-builder", description="Build PyTorch kernel projects into "
                                 "Hugging Face kernel-hub variants.")
@@ -115,6 +127,40 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--no-import", action="store_true", help="skip the import check")
     c.add_argument("--no-abi", action="store_true", help="skip the abi3/manylinux check")
     c.set_defaults(func=cmd_check)
+
+    u = sub.add_parser("upload", help="upload built variants to a hub (huggingface.co or `serve`)")
+    u.add_argument("build_dir", help="directory of variant directories (default layout: PROJECT/build)")
+    u.add_argument("--repo-id", help="org/name (default: [general.hub] repo-id of the project's build.toml)")
+    u.add_argument("--project", help="project directory holding build.toml (default: parent of BUILD_DIR)")
+    u.add_argument("--branch", help="branch to upload to (default: v<version> from metadata.json)")
+    u.add_argument("--private", action="store_true", help="create the repo private if it does not exist")
+    u.add_argument("--create-pr", action="store_true", help="open pull requests instead of pushing (huggingface.co)")
+    u.add_argument("--dry-run", action="store_true", help="print the files that would be added and deleted")
+    u.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or https://huggingface.co)")
+    u.add_argument("--output-json", help="write a JSON summary of what was uploaded here")
+    u.add_argument("--allow-dirty", action="store_true", help="upload variants built from uncommitted sources")
+    u.set_defaults(func=_lazy("upload"))
+
+    s = sub.add_parser("serve", help="run a private kernel hub for sites that cannot reach huggingface.co")
+    s.add_argument("root", type=Path, help="directory holding <org>/<name>.git repositories (created if absent)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--token-file", type=Path, help="write tokens, one per line ('TOKEN [USER]'); none: open hub")
+    s.add_argument("--trusted-org", action="append", default=[], help="org reported as trustedKernelPublisher")
+    s.add_argument("--read-token", action="store_true", help="require a token for reads too")
+    s.set_defaults(func=_lazy("serve"))
+
+    # tokens come from SRC_HF_TOKEN / HF_TOKEN, never the command line (shell history, `ps`)
+    m = sub.add_parser("mirror", help="copy a published version from one hub to another")
+    m.add_argument("repo_id", help="org/name on the source hub")
+    m.add_argument("--version", type=int, required=True, help="kernel version N (branch vN)")
+    m.add_argument("--from", dest="src", required=True, help="source hub URL, e.g. https://huggingface.co")
+    m.add_argument("--to", dest="dst", required=True, help="destination hub URL, e.g. http://hub.internal:8000")
+    m.add_argument("--to-repo-id", help="repo id on the destination (default: the same)")
+    m.add_argument("--variant", action="append", help="copy only this variant (repeatable)")
+    m.add_argument("--dry-run", action="store_true")
+    m.add_argument("--output-json")
+    m.set_defaults(func=_lazy("mirror"))
 
     i = sub.add_parser("init", help="scaffold a new kernel project")
     i.add_argument("name")

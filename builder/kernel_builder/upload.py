@@ -1,0 +1,269 @@
+"""`kernel-builder upload BUILD_DIR`: publish built variants to a kernel hub (huggingface.co or `serve`).
+
+Layout on the hub (CONTRACT §6): version N's variants live under `build/<variant>/` on branch `vN`, the card is
+`README.md` on `main`. Only the variants being uploaded are replaced: stale files inside *their* folders are
+deleted in the same commit, other variants' folders are never touched, so several hosts can each upload the
+variants they built.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CheckFailed, ConfigError, UsageError
+from .hub_errors import HubError, translate
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+MAX_FILES_PER_COMMIT = 200
+MAX_BYTES_PER_COMMIT = 512 * 1024 * 1024
+
+
+@dataclass
+class Plan:
+    repo_id: str
+    branch: str
+    version: int
+    variants: dict[str, Path]  # name -> local directory
+    files: dict[str, Path] = field(default_factory=dict)  # path in repo -> local file
+    deletes: list[str] = field(default_factory=list)  # paths in repo
+    remote_variants: list[str] = field(default_factory=list)
+
+
+def variant_dirs(build_dir: Path) -> dict[str, Path]:
+    """BUILD_DIR may be a directory of variants, a project holding build/, or one variant directory."""
+    build_dir = Path(build_dir)
+    if (build_dir / "metadata.json").is_file():
+        return {build_dir.name: build_dir}
+    if (build_dir / "build").is_dir():
+        build_dir = build_dir / "build"
+    if not build_dir.is_dir():
+        raise UsageError(f"{build_dir}: no such directory")
+    found = {p.name: p for p in sorted(build_dir.iterdir()) if (p / "metadata.json").is_file()}
+    if not found:
+        raise UsageError(f"{build_dir}: no variant directories (with metadata.json) to upload")
+    return found
+
+
+def _local_files(variant: Path) -> dict[str, Path]:
+    """Files of one variant, keyed by their path in the repo; bytecode caches are build debris, never uploaded."""
+    out = {}
+    for p in sorted(variant.rglob("*")):
+        rel = p.relative_to(variant)
+        if p.is_file() and not _debris(rel):
+            out[f"build/{variant.name}/{rel.as_posix()}"] = p
+    return out
+
+
+def _debris(p: Path) -> bool:
+    return "__pycache__" in p.parts or p.suffix in (".pyc", ".pyo")
+
+
+def _check(variants: dict[str, Path]) -> None:
+    """check_tree on each variant as it will be uploaded: a variant someone imported in place has __pycache__,
+    which the digest does not list, so such a variant is checked through a staged copy without it."""
+    from .check import check_tree
+
+    with tempfile.TemporaryDirectory(prefix="kb-upload-check-") as tmp:
+        for name, d in variants.items():
+            if any(_debris(p.relative_to(d)) for p in d.rglob("*")):
+                staged = Path(tmp) / name
+                shutil.copytree(d, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+                d = staged
+            check_tree(d, import_check=False, abi_check=False)  # raises CheckFailed
+
+
+def _metadata(variants: dict[str, Path]) -> dict[str, dict]:
+    out = {}
+    for name, d in variants.items():
+        try:
+            out[name] = json.loads((d / "metadata.json").read_text())
+        except (OSError, ValueError) as e:
+            raise CheckFailed(f"{d / 'metadata.json'}: unreadable: {e}") from None
+    return out
+
+
+def _version(metas: dict[str, dict]) -> int:
+    versions = {name: m.get("version") for name, m in metas.items()}
+    distinct = set(versions.values())
+    if len(distinct) != 1:
+        detail = ", ".join(f"{n}={v}" for n, v in sorted(versions.items()))
+        raise UsageError(f"the variants disagree on the kernel version ({detail}); upload one version at a time")
+    (v,) = distinct
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise UsageError(f"metadata.json version is {v!r}; set [general] version = N in build.toml and rebuild")
+    return v
+
+
+def _repo_id(repo_id: str | None, project: Path) -> str:
+    if repo_id:
+        return repo_id
+    from .config import load_project
+
+    try:
+        hub_id = load_project(project).general.hub.repo_id
+    except ConfigError as e:
+        raise UsageError(f"no --repo-id given, and no repo id from the project: {e}") from None
+    if not hub_id:
+        raise UsageError(f"no --repo-id given and {project}/build.toml has no [general.hub] repo-id")
+    return hub_id
+
+
+def token_from_env() -> str | None:
+    """HF_TOKEN, else the token saved by `hf auth login`. Returned to pass on, never printed."""
+    from huggingface_hub import get_token
+
+    return os.environ.get("HF_TOKEN") or get_token()
+
+
+def _exports(variants: dict[str, Path]) -> tuple[list[str], list[str]]:
+    """`__all__` of the package and the classes of its `layers` module, read with ast (nothing is imported)."""
+    def names(file: Path, want_all: bool) -> list[str]:
+        try:
+            tree = ast.parse(file.read_text())
+        except (OSError, SyntaxError, ValueError):
+            return []
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+                try:
+                    return [str(x) for x in ast.literal_eval(node.value)]
+                except ValueError:
+                    break
+        return [] if want_all else [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+
+    functions, layers = [], []
+    for d in variants.values():
+        functions = functions or names(d / "__init__.py", True)
+        for lf in (d / "layers.py", d / "layers" / "__init__.py"):
+            if lf.is_file():
+                layers = layers or names(lf, False)
+    return functions, layers
+
+
+def render_card(plan: Plan, metas: dict[str, dict]) -> str:
+    from .render import render
+
+    meta = next(iter(metas.values()))
+    functions, layers = _exports(plan.variants)
+    layers = [n for n in layers if not n.startswith("_")]
+    functions = [f for f in functions if f != "layers"]
+    name = meta.get("name") or plan.repo_id.split("/")[1]
+    return render("card.md.j2", repo_id=plan.repo_id, name=name, module=name.replace("-", "_"),
+                  license=meta.get("license") or "other", version=plan.version, branch=plan.branch,
+                  functions=functions, layers=layers,
+                  variants=sorted(set(plan.variants) | set(plan.remote_variants)))
+
+
+def _remote_files(api, plan: Plan) -> None:
+    """Fills plan.deletes (stale files in the uploaded variants' folders) and plan.remote_variants."""
+    from huggingface_hub import RepoFile
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        top = list(api.list_repo_tree(plan.repo_id, path_in_repo="build", revision=plan.branch, repo_type="kernel"))
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
+        return  # a new repo or branch: nothing stale
+    plan.remote_variants = sorted(e.path.split("/", 1)[1] for e in top if not isinstance(e, RepoFile))
+    for name in plan.variants:
+        if name not in plan.remote_variants:
+            continue
+        for e in api.list_repo_tree(plan.repo_id, path_in_repo=f"build/{name}", revision=plan.branch,
+                                    repo_type="kernel", recursive=True):
+            if isinstance(e, RepoFile) and e.path not in plan.files:
+                plan.deletes.append(e.path)
+
+
+def _batches(plan: Plan):
+    """Operations in commits of bounded size; deletions go in the first so a variant is never half-replaced
+    with both old and new files for long."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    batch = [CommitOperationDelete(p) for p in plan.deletes]
+    size = 0
+    for path, local in sorted(plan.files.items()):
+        n = local.stat().st_size
+        if batch and (len(batch) >= MAX_FILES_PER_COMMIT or size + n > MAX_BYTES_PER_COMMIT):
+            yield batch
+            batch, size = [], 0
+        batch.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)))
+        size += n
+    if batch:
+        yield batch
+
+
+def upload(build_dir, repo_id=None, project=None, branch=None, private=False, create_pr=False, dry_run=False,
+           endpoint=None, output_json=None, allow_dirty=False, token=None) -> dict:
+    """Uploads the variants under build_dir; returns (and writes to output_json) a summary of what changed.
+    `token` defaults to HF_TOKEN / the saved login (see token_from_env)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    build_dir = Path(build_dir)
+    variants = variant_dirs(build_dir)
+    project = Path(project) if project else build_dir.resolve().parent
+    repo = _repo_id(repo_id, project)
+    metas = _metadata(variants)
+    version = _version(metas)
+    dirty = sorted(n for n, m in metas.items() if ((m.get("provenance") or {}).get("kernel") or {}).get("dirty"))
+    if dirty and not allow_dirty:
+        raise UsageError(f"{', '.join(dirty)}: built from uncommitted sources (provenance.kernel.dirty); commit "
+                         "and rebuild, or pass --allow-dirty")
+    _check(variants)
+    plan = Plan(repo, branch or f"v{version}", version, variants)
+    for d in variants.values():
+        plan.files.update(_local_files(d))
+
+    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    api = HfApi(endpoint=endpoint, token=token or token_from_env())
+    with translate(endpoint, repo, "list files"):
+        _remote_files(api, plan)
+    card = render_card(plan, metas)
+    result = {"repo_id": repo, "endpoint": endpoint, "branch": plan.branch, "version": version,
+              "variants": sorted(variants), "added": sorted(plan.files), "deleted": sorted(plan.deletes),
+              "dry_run": dry_run, "commits": [], "card": None}
+    if dry_run:
+        print(f"dry run: {repo} on {endpoint}")
+        print(f"  branch {plan.branch}: {len(plan.files)} file(s) to upload, {len(plan.deletes)} to delete")
+        for p in sorted(plan.deletes):
+            print(f"    - {p}")
+        for p in sorted(plan.files):
+            print(f"    + {p}")
+        print("  branch main: README.md (card)")
+    else:
+        with translate(endpoint, repo, "create repo"):
+            api.create_repo(repo, repo_type="kernel", private=private, exist_ok=True)
+        with translate(endpoint, repo, f"create branch {plan.branch}"):
+            if not create_pr:
+                api.create_branch(repo, branch=plan.branch, repo_type="kernel", exist_ok=True)
+        batches = list(_batches(plan))
+        for i, ops in enumerate(batches, 1):
+            msg = f"Upload {', '.join(sorted(variants))} (version {version})"
+            msg += f" [{i}/{len(batches)}]" if len(batches) > 1 else ""
+            with translate(endpoint, repo, f"commit to {plan.branch}"):
+                info = api.create_commit(repo, ops, commit_message=msg, revision=plan.branch, repo_type="kernel",
+                                         create_pr=create_pr)
+            result["commits"].append({"oid": info.oid, "url": str(info.commit_url), "pr": info.pr_url})
+        with translate(endpoint, repo, "commit the card to main"):
+            info = api.create_commit(repo, [CommitOperationAdd("README.md", card.encode())], revision="main",
+                                     commit_message=f"Card for version {version}", repo_type="kernel",
+                                     create_pr=create_pr)
+        result["card"] = info.oid
+        print(f"uploaded {len(plan.files)} file(s), deleted {len(plan.deletes)} to {repo}@{plan.branch} "
+              f"({endpoint}); load with get_kernel({repo!r}, version={version})")
+    if output_json:
+        Path(output_json).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+__all__ = ["upload", "HubError", "variant_dirs", "token_from_env"]
+
+
+def run(args) -> int:
+    upload(args.build_dir, repo_id=args.repo_id, project=args.project, branch=args.branch, private=args.private,
+           create_pr=args.create_pr, dry_run=args.dry_run, endpoint=args.endpoint, output_json=args.output_json,
+           allow_dirty=args.allow_dirty)
+    return 0
