@@ -201,6 +201,7 @@ def upload(build_dir, repo_id=None, project=None, branch=None, private=False, cr
     """Uploads the variants under build_dir; returns (and writes to output_json) a summary of what changed.
     `token` defaults to HF_TOKEN / the saved login (see token_from_env)."""
     from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.utils import tqdm as hf_tqdm
 
     build_dir = Path(build_dir)
     variants = variant_dirs(build_dir)
@@ -240,13 +241,17 @@ def upload(build_dir, repo_id=None, project=None, branch=None, private=False, cr
             if not create_pr:
                 api.create_branch(repo, branch=plan.branch, repo_type="kernel", exist_ok=True)
         batches = list(_batches(plan))
-        for i, ops in enumerate(batches, 1):
-            msg = f"Upload {', '.join(sorted(variants))} (version {version})"
-            msg += f" [{i}/{len(batches)}]" if len(batches) > 1 else ""
-            with translate(endpoint, repo, f"commit to {plan.branch}"):
-                info = api.create_commit(repo, ops, commit_message=msg, revision=plan.branch, repo_type="kernel",
-                                         create_pr=create_pr)
-            result["commits"].append({"oid": info.oid, "url": str(info.commit_url), "pr": info.pr_url})
+        sizes = [sum(getattr(getattr(op, "upload_info", None), "size", 0) for op in ops) for ops in batches]
+        # one bar over the bytes of all batches (huggingface_hub's tqdm: HF_HUB_DISABLE_PROGRESS_BARS silences it)
+        with hf_tqdm(total=sum(sizes), unit="B", unit_scale=True, desc=f"{repo}@{plan.branch}") as bar:
+            for i, (ops, size) in enumerate(zip(batches, sizes), 1):
+                msg = f"Upload {', '.join(sorted(variants))} (version {version})"
+                msg += f" [{i}/{len(batches)}]" if len(batches) > 1 else ""
+                with translate(endpoint, repo, f"commit to {plan.branch}"):
+                    info = api.create_commit(repo, ops, commit_message=msg, revision=plan.branch,
+                                             repo_type="kernel", create_pr=create_pr)
+                result["commits"].append({"oid": info.oid, "url": str(info.commit_url), "pr": info.pr_url})
+                bar.update(size)
         with translate(endpoint, repo, "commit the card to main"):
             info = api.create_commit(repo, [CommitOperationAdd("README.md", card.encode())], revision="main",
                                      commit_message=f"Card for version {version}", repo_type="kernel",
