@@ -125,8 +125,9 @@ def _hash_inputs(project: Project, extra: list[str]) -> str:
     h = hashlib.sha256()
     for item in extra:
         h.update(item.encode() + b"\0")
-    own = Path(__file__).resolve().parent  # our own code shapes the output too (flags, link, layout)
-    for t in sorted(template_dir().rglob("*")) + sorted(own.rglob("*.py")):
+    own = Path(__file__).resolve().parent  # the modules that shape the output (flags, link, layout) count too
+    shaping = [own / f for f in ("build.py", "compile.py", "layout.py", "render.py", "deps.py", "config.py")]
+    for t in sorted(template_dir().rglob("*")) + shaping + sorted((own / "backends").glob("*.py")):
         if t.is_file():
             h.update(t.name.encode() + b"\0" + t.read_bytes() + b"\0")
     for p in project.all_inputs():
