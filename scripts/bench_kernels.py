@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark the bundled example kernels (kernels_src/activation, kernels_src/rmsnorm).
+"""Benchmark the bundled example kernels (kernels_src/activation, kernels_src/rmsnorm, kernels_src/rotary).
 
 Builds nothing: point it at build outputs (directories holding variant
 directories such as ``torch214-cxx11-cu130-x86_64-linux/``)::
 
     kernel-builder build kernels_src/activation --out /tmp/kb/activation
     kernel-builder build kernels_src/rmsnorm --out /tmp/kb/rmsnorm
-    python scripts/bench_kernels.py --build-dir /tmp/kb            # both, by sub-directory
+    python scripts/bench_kernels.py --build-dir /tmp/kb            # all found, by sub-directory
+    python scripts/bench_kernels.py --build-dir rotary=/tmp/kb/rotary --rotary-head-dim 128 --rotary-gqa 4
     python scripts/bench_kernels.py --build-dir activation=/tmp/kb/activation --dtypes bf16,fp16
     python scripts/bench_kernels.py --build-dir /tmp/kb --graph       # small shapes, CUDA graph replay
     python scripts/bench_kernels.py --build-dir /tmp/kb --compile --csv bench.csv
@@ -21,7 +22,12 @@ same run, and each op's bandwidth (the bytes it must read and write) is given
 as a percentage of it.
 
 Shapes are ``tokens x hidden``; for gated activations (``*_and_mul``) hidden is
-the output width, the input is ``tokens x 2*hidden``.
+the output width, the input is ``tokens x 2*hidden``. For ``rotary`` (vs
+transformers' eager ``apply_rotary_pos_emb``) hidden is the query width: q is
+``[1, hidden/head_dim heads, tokens, head_dim]`` and k has ``--rotary-gqa``
+times fewer heads, both laid out as transformers makes them (the transpose of a
+``[1, tokens, heads, head_dim]`` projection), cos/sin are ``[1, tokens,
+head_dim]``; bytes = read q, k, cos, sin + write q_out, k_out.
 
 Without a GPU it runs on the CPU (wall-clock timing) so the script itself can
 be smoke-tested; those numbers are not meaningful benchmarks.
@@ -77,9 +83,30 @@ def _fused_add_rms_norm(x, r, w, eps=1e-6):
     return _rms_norm(s, w, eps), s
 
 
+def _rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def _apply_rotary_pos_emb_local(q, k, cos, sin, unsqueeze_dim=1):
+    cos = cos.unsqueeze(unsqueeze_dim)
+    sin = sin.unsqueeze(unsqueeze_dim)
+    return (q * cos) + (_rotate_half(q) * sin), (k * cos) + (_rotate_half(k) * sin)
+
+
+def _eager_rotary() -> Callable:
+    """transformers' apply_rotary_pos_emb (what a Llama runs), else the same math here."""
+    try:
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    except Exception:  # transformers missing or incompatible
+        return _apply_rotary_pos_emb_local
+    return apply_rotary_pos_emb
+
+
 @dataclass
 class OpSpec:
-    kernel: str  # "activation" or "rmsnorm"
+    kernel: str  # "activation", "rmsnorm" or "rotary"
     name: str
     eager: Callable  # (*inputs) -> output(s)
     make_inputs: Callable  # (tokens, hidden, dtype, device) -> tuple of inputs
@@ -156,6 +183,48 @@ def _norm_specs() -> list[OpSpec]:
     ]
 
 
+# Rotary geometry (set from the command line): head_dim and q heads per k head.
+ROTARY = {"head_dim": 128, "gqa": 4}
+
+
+def _rotary_heads(h: int) -> tuple[int, int, int]:
+    d = ROTARY["head_dim"]
+    if h % d:
+        raise ValueError(f"hidden {h} is not a multiple of --rotary-head-dim {d}")
+    hq = h // d
+    return hq, max(1, hq // ROTARY["gqa"]), d
+
+
+def _rotary_specs() -> list[OpSpec]:
+    def make_inputs(t, h, dt, dev):
+        hq, hk, d = _rotary_heads(h)
+        q = torch.randn(1, t, hq, d, dtype=dt, device=dev).transpose(1, 2)
+        k = torch.randn(1, t, hk, d, dtype=dt, device=dev).transpose(1, 2)
+        angles = torch.rand(1, t, d, device=dev) * 6.2832
+        return q, k, angles.cos().to(dt), angles.sin().to(dt)
+
+    def make_outputs(t, h, dt, dev):
+        hq, hk, d = _rotary_heads(h)
+        return (torch.empty(1, t, hq, d, dtype=dt, device=dev).transpose(1, 2),
+                torch.empty(1, t, hk, d, dtype=dt, device=dev).transpose(1, 2))
+
+    def bytes_moved(t, h, es):
+        hq, hk, d = _rotary_heads(h)
+        return (2 * t * (hq + hk) * d + 2 * t * d) * es
+
+    return [
+        OpSpec(
+            "rotary",
+            "rotary",
+            _eager_rotary(),
+            make_inputs,
+            make_outputs,
+            lambda k, outs, ins: k.ops.apply_rotary(outs[0], outs[1], *ins),
+            bytes_moved,
+        )
+    ]
+
+
 # --- timing --------------------------------------------------------------------
 class Timer:
     def __init__(self, device: str):
@@ -225,23 +294,26 @@ def copy_bandwidth_gbs(timer: Timer, device: str, nbytes: int) -> float:
 
 
 # --- driver ----------------------------------------------------------------------
+KERNEL_NAMES = ("activation", "rmsnorm", "rotary")
+
+
 def parse_build_dirs(values: list[str]) -> dict[str, Path]:
     dirs: dict[str, Path] = {}
     for v in values:
         if "=" in v:
             name, path = v.split("=", 1)
-            if name not in ("activation", "rmsnorm"):
-                raise SystemExit(f"--build-dir: unknown kernel {name!r} (expected activation or rmsnorm)")
+            if name not in KERNEL_NAMES:
+                raise SystemExit(f"--build-dir: unknown kernel {name!r} (expected one of {', '.join(KERNEL_NAMES)})")
             dirs[name] = Path(path)
         else:
             root = Path(v)
             found = False
-            for name in ("activation", "rmsnorm"):
+            for name in KERNEL_NAMES:
                 if (root / name).is_dir():
                     dirs[name] = root / name
                     found = True
             if not found:
-                raise SystemExit(f"--build-dir {v}: no activation/ or rmsnorm/ sub-directory")
+                raise SystemExit(f"--build-dir {v}: no {'/, '.join(KERNEL_NAMES)}/ sub-directory")
     return dirs
 
 
@@ -269,7 +341,8 @@ def check(spec: OpSpec, kernel, outs, ins, dtype) -> bool:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build-dir", action="append", required=True,
-                   help="NAME=PATH (NAME: activation, rmsnorm) or a directory with activation/ and rmsnorm/; repeatable")
+                   help="NAME=PATH (NAME: activation, rmsnorm, rotary) or a directory with any of "
+                        "activation/, rmsnorm/, rotary/; repeatable")
     p.add_argument("--dtypes", default="bf16", help="comma list of bf16, fp16, fp32 (default bf16)")
     p.add_argument("--shapes", default=None,
                    help=f"comma list of TOKENSxHIDDEN (default {DEFAULT_SHAPES}; with --graph {DEFAULT_GRAPH_SHAPES})")
@@ -281,6 +354,8 @@ def main(argv=None) -> int:
     p.add_argument("--rotate-bytes", type=float, default=None,
                    help="bytes of distinct buffers to rotate over (default 4x the L2 size, at least 2 sets)")
     p.add_argument("--copy-bytes", type=int, default=1 << 30, help="tensor size for the copy-bandwidth measurement")
+    p.add_argument("--rotary-head-dim", type=int, default=128, help="rotary: head_dim (default 128)")
+    p.add_argument("--rotary-gqa", type=int, default=4, help="rotary: q heads per k head (default 4)")
     p.add_argument("--csv", type=Path, default=None, help="write the rows to this CSV file")
     p.add_argument("--device", default=None, help="default cuda if available, else cpu (smoke test only)")
     args = p.parse_args(argv)
@@ -297,13 +372,15 @@ def main(argv=None) -> int:
         args.iters = min(args.iters, 10)
         args.warmup = min(args.warmup, 2)
     timer = Timer(device)
+    ROTARY.update(head_dim=args.rotary_head_dim, gqa=args.rotary_gqa)
     dtypes = [DTYPES[d.strip()] for d in args.dtypes.split(",")]
     shapes = parse_shapes(args.shapes or (DEFAULT_GRAPH_SHAPES if args.graph else DEFAULT_SHAPES))
     wanted = set(args.ops.split(",")) if args.ops else None
 
     build_dirs = parse_build_dirs(args.build_dir)
     loaded = {name: kernels.get_local_kernel(path) for name, path in build_dirs.items()}
-    specs = [s for s in _act_specs() + _norm_specs() if s.kernel in loaded and (wanted is None or s.name in wanted)]
+    all_specs = _act_specs() + _norm_specs() + (_rotary_specs() if "rotary" in loaded else [])
+    specs = [s for s in all_specs if s.kernel in loaded and (wanted is None or s.name in wanted)]
     if not specs:
         raise SystemExit("nothing to run (no kernel loaded or --ops matched nothing)")
 
@@ -335,6 +412,10 @@ def main(argv=None) -> int:
         for t, h in shapes:
             for spec in specs:
                 kernel = loaded[spec.kernel]
+                if spec.kernel == "rotary" and h % ROTARY["head_dim"]:
+                    print(f"{spec.name:<20} {t}x{h}: skipped (hidden not a multiple of head_dim "
+                          f"{ROTARY['head_dim']})")
+                    continue
                 moved = spec.bytes_moved(t, h, es)
                 n_sets = max(2, min(1024, math.ceil(rotate_bytes / max(moved, 1))))
                 sets = []

@@ -16,10 +16,10 @@ export KERNEL_BUILDER_CACHE=${KERNEL_BUILDER_CACHE:-/tmp/kbcache}
 # output); its system g++ links it shared, as torch expects.
 [ "${CXX:-}" = /opt/gcc/bin/g++ ] && export CXX=/usr/bin/g++ CC=/usr/bin/gcc
 nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
-for k in activation rmsnorm; do
+for k in activation rmsnorm rotary; do
   /usr/bin/time -f "build $k: %e s" python3 -m kernel_builder build kernels_src/$k --out /tmp/build/$k ${KB_BUILD_ARGS:-} || exit 1
   python3 -m kernel_builder check /tmp/build/$k ${KB_CHECK_ARGS:-} | tee -a "$OUT/check.txt" || exit 1
 done
-python3 -m pytest -q -p no:cacheprovider tests/test_kernels_src.py 2>&1 | tee "$OUT/tests.txt" | tail -15
-python3 scripts/bench_kernels.py --build-dir activation=/tmp/build/activation --build-dir rmsnorm=/tmp/build/rmsnorm \
+python3 -m pytest -q -p no:cacheprovider tests/test_kernels_src.py tests/test_rotary.py 2>&1 | tee "$OUT/tests.txt" | tail -15
+python3 scripts/bench_kernels.py --build-dir activation=/tmp/build/activation --build-dir rmsnorm=/tmp/build/rmsnorm --build-dir rotary=/tmp/build/rotary \
   --csv "$OUT/bench.csv" ${KB_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt"

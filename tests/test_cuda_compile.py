@@ -29,7 +29,7 @@ def cuda_python():
     return CUDA_PYTHON
 
 
-@pytest.mark.parametrize("name", ["activation", "rmsnorm"])
+@pytest.mark.parametrize("name", ["activation", "rmsnorm", "rotary"])
 def test_cuda_variant_compiles_and_checks(cuda_python, name, tmp_path):
     out = tmp_path / name
     r = subprocess.run([str(cuda_python), "-m", "kernel_builder", "build", str(KERNELS_SRC / name), "--out", str(out),

@@ -58,18 +58,29 @@ __device__ __forceinline__ void store_pack(T* p, const Pack<T, N>& v) {
   *reinterpret_cast<Pack<T, N>*>(p) = v;
 }
 
-template <Activation A>
+// T is the storage type: float32 results keep the accurate (and slower) erf
+// GELU, 16-bit results take the fast one (see below).
+template <Activation A, typename T>
 __device__ __forceinline__ float activate(float x) {
   if constexpr (A == Activation::kSilu) {
     return x / (1.0f + expf(-x));
   } else if constexpr (A == Activation::kGelu) {
-    // Same formula as torch. erff is several times cheaper than erfcf on the
-    // GPU (erfcf made gelu/gelu_and_mul compute-bound). 1 + erf cancels for
-    // very negative x, but the absolute error stays below |x| * 2^-25
-    // (about 1.5e-7 at its worst, near x = -5.5) and erff(x) == -1 for
-    // x < -5.9 gives -0 where the exact value is below 1e-8; -inf still
-    // gives -inf * 0 = NaN, as torch does.
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    if constexpr (std::is_same_v<T, float>) {
+      // 1 + erf(x / sqrt 2) == erfc(-x / sqrt 2), without the cancellation
+      // for negative x: float32 results stay within a few ulp of the exact
+      // value (1 + erff loses up to ~1e-7 absolute, i.e. most of the
+      // relative accuracy of small negative-x results).
+      return 0.5f * x * erfcf(x * -0.70710678118654752f);
+    } else {
+      // torch's formula. erff is much cheaper than erfcf on the GPU (erfcf
+      // made the 16-bit gelu/gelu_and_mul compute-bound). Its cancellation
+      // error for negative x is at most ~1e-7 absolute (worst near
+      // x = -5.5; below that erff rounds to -1 and gives -0 where the exact
+      // value is under 8e-8): the same as torch's own 16-bit gelu, and below
+      // a float16/bfloat16 ulp for results of magnitude above ~1e-4.
+      // -inf still gives -inf * 0 = NaN and +inf gives +inf, as torch does.
+      return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    }
   } else if constexpr (A == Activation::kGeluTanh) {
     // 0.5 x (1 + tanh(z)) == x / (1 + exp(-2 z)): same value, no cancellation
     // for negative x, and cheaper than tanh.
@@ -102,13 +113,13 @@ __global__ void __launch_bounds__(1024)
         const Pack<T, N> b = load_pack<T, N>(x + d + i * N);
 #pragma unroll
         for (int j = 0; j < N; ++j) {
-          r.v[j] = static_cast<T>(activate<A>(static_cast<float>(a.v[j])) *
+          r.v[j] = static_cast<T>(activate<A, T>(static_cast<float>(a.v[j])) *
                                   static_cast<float>(b.v[j]));
         }
       } else {
 #pragma unroll
         for (int j = 0; j < N; ++j) {
-          r.v[j] = static_cast<T>(activate<A>(static_cast<float>(a.v[j])));
+          r.v[j] = static_cast<T>(activate<A, T>(static_cast<float>(a.v[j])));
         }
       }
       store_pack<T, N>(o + i * N, r);
@@ -130,12 +141,12 @@ __global__ void __launch_bounds__(kFlatThreads)
     Pack<T, N> r;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
-      r.v[j] = static_cast<T>(activate<A>(static_cast<float>(a.v[j])));
+      r.v[j] = static_cast<T>(activate<A, T>(static_cast<float>(a.v[j])));
     }
     store_pack<T, N>(out + i * N, r);
   }
   for (int64_t i = npacks * N + tid; i < n; i += step) {
-    out[i] = static_cast<T>(activate<A>(static_cast<float>(in[i])));
+    out[i] = static_cast<T>(activate<A, T>(static_cast<float>(in[i])));
   }
 }
 

@@ -1,0 +1,69 @@
+"""Rotary position embedding kernels (CPU and CUDA), matching transformers'
+``apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)`` (rotate_half
+convention)::
+
+    q_embed = q * cos + rotate_half(q) * sin   # cos/sin broadcast over heads
+    k_embed = k * cos + rotate_half(k) * sin
+
+``q`` is ``[batch, q_heads, seq, head_dim]``, ``k`` is ``[batch, k_heads, seq,
+head_dim]`` (grouped-query attention: the head counts may differ), ``cos`` and
+``sin`` are ``[batch or 1, seq, head_dim]``. The math is float32 with one
+rounding to the output dtype (transformers rounds each product and the sum in
+the input dtype, so 16-bit results can differ from it by an ulp). Tensors must
+be float32, float16 or bfloat16, all of one dtype, with an even ``head_dim``
+and stride 1 in the last dimension; other dimensions may be strided (``q`` is
+usually the transpose of a ``[batch, seq, heads, head_dim]`` projection).
+q and k are processed in one pass (one kernel launch on CUDA).
+"""
+
+import torch
+
+from . import layers
+from ._ops import add_op_namespace_prefix, ops
+
+__all__ = ["apply_rotary", "apply_rotary_pos_emb", "layers"]
+
+
+def apply_rotary(
+    q_out: torch.Tensor,
+    k_out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write the rotated ``q`` and ``k`` into ``q_out`` and ``k_out``; returns them.
+
+    Pass ``q_out=q, k_out=k`` to rotate in place.
+    """
+    ops.apply_rotary(q_out, k_out, q, k, cos, sin)
+    return q_out, k_out
+
+
+def apply_rotary_pos_emb(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    unsqueeze_dim: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop-in for transformers' ``apply_rotary_pos_emb`` (``unsqueeze_dim=1`` only).
+
+    Returns new tensors ``(q_embed, k_embed)`` laid out like ``q`` and ``k``.
+    """
+    if unsqueeze_dim != 1:
+        raise ValueError(
+            f"apply_rotary_pos_emb: only unsqueeze_dim=1 (q/k as [batch, heads, seq, head_dim], "
+            f"cos/sin as [batch, seq, head_dim]) is supported, got unsqueeze_dim={unsqueeze_dim}"
+        )
+    q_out = torch.empty_like(q)
+    k_out = torch.empty_like(k)
+    ops.apply_rotary(q_out, k_out, q, k, cos, sin)
+    return q_out, k_out
+
+
+# Fake (meta) implementation so the op traces under torch.compile. The op
+# only mutates its output arguments and returns nothing.
+@torch.library.register_fake(add_op_namespace_prefix("apply_rotary"))
+def _apply_rotary_fake(q_out, k_out, q, k, cos, sin) -> None:
+    return None
