@@ -1,6 +1,7 @@
 """`kernel-builder VERB ...`: wires each verb to the module that does the work, and nothing more.
 
-build -> build.py, list-variants -> build.select, check -> check.py, init -> scaffold.py,
+build -> build.py (--all: matrix.py + containers.py), list-variants -> build.select / matrix.expand,
+images -> images.py (+ engine.py), ci -> ci.py, check -> check.py, init -> scaffold.py,
 upload -> upload.py, serve -> serve.py (+ hub_store.py), mirror -> mirror.py.
 Errors are typed (errors.py): one line on stderr, the class's exit code, never a traceback.
 """
@@ -26,20 +27,39 @@ def _project_and_host(directory: str):
     return project, host_mod.detect()
 
 
+def _options(a) -> dict:
+    options = {"cuda_archs": a.cuda_archs.replace(";", ",").split(",") if getattr(a, "cuda_archs", None) else None}
+    if getattr(a, "stable_abi", None):
+        options["stable_abi"] = a.stable_abi
+    return options
+
+
+def _matrix(a):
+    from . import matrix
+
+    return matrix.load(Path(a.matrix) if a.matrix else None, a.base_image)
+
+
 def cmd_build(a) -> int:
+    if a.all:
+        return cmd_build_all(a)
     from .build import build_variant, make_plan, select
+    from .matrix import expand_braces
 
     t0 = time.monotonic()
     project, host = _project_and_host(a.directory)
-    options = {"cuda_archs": a.cuda_archs.replace(";", ",").split(",") if a.cuda_archs else None}
+    options = _options(a)
     selections = select(project, host, options)
     todo = [s for s in selections if s.variant]
     if a.variant:
-        todo = [s for s in todo if s.variant in a.variant]
-        missing = set(a.variant) - {s.variant for s in todo}
-        if missing:
-            raise UsageError(f"--variant {', '.join(sorted(missing))}: not buildable on this host "
-                             f"(buildable: {', '.join(s.variant for s in selections if s.variant) or 'none'})")
+        import fnmatch
+
+        pats = [alt for p in a.variant for alt in expand_braces(p)]
+        todo = [s for s in todo if any(fnmatch.fnmatchcase(s.variant, p) for p in pats)]
+        if not todo:
+            raise UsageError(f"--variant {', '.join(a.variant)}: not buildable on this host "
+                             f"(buildable: {', '.join(s.variant for s in selections if s.variant) or 'none'}; "
+                             "`--all` builds the matrix in containers)")
     for s in selections:
         if not s.variant:
             print(f"skip {s.family}: {s.reason}")
@@ -63,7 +83,35 @@ def cmd_build(a) -> int:
     return 0
 
 
+def cmd_build_all(a) -> int:
+    from . import containers, matrix
+    from .config import load_project
+    from .engine import Engine
+
+    t0 = time.monotonic()
+    project = load_project(Path(a.directory))
+    for note in project.notes:
+        print(f"note: {note}")
+    m = _matrix(a)
+    options = _options(a)
+    entries = matrix.pick(matrix.expand(project, m, options), a.variant)
+    if not entries:
+        raise UsageError(f"{project.file}: the build matrix ({m.file}) gives this project no variant; "
+                         f"see `kernel-builder list-variants {a.directory} --all`")
+    engine = Engine(a.engine) if any(e.env for e in entries) else None
+    if engine:
+        engine.ping()
+    out = Path(a.out) if a.out else project.root / "build"
+    print(f"kernel-builder {__version__}: {project.general.name}: {len(entries)} variant(s) of the matrix, "
+          f"{a.jobs} at a time{f', engine {engine.path}' if engine else ''} -> {out}", flush=True)
+    jobs = containers.build_all(project, entries, out, a.jobs, a.keep_going, engine, options)
+    print(containers.summary(jobs, time.monotonic() - t0))
+    return 4 if any(j.state in ("failed", "cancelled") for j in jobs) else 0
+
+
 def cmd_list_variants(a) -> int:
+    if a.all:
+        return cmd_list_variants_all(a)
     from .build import select
 
     project, host = _project_and_host(a.directory)
@@ -76,6 +124,80 @@ def cmd_list_variants(a) -> int:
                 print(f"       note: {n}")
         else:
             print(f"skip   {s.family}: {s.reason}")
+    return 0
+
+
+def cmd_list_variants_all(a) -> int:
+    from . import images, matrix
+    from .config import load_project
+
+    project = load_project(Path(a.directory))
+    m = _matrix(a)
+    entries = matrix.expand(project, m, {})
+    if a.variant:
+        chosen = {id(e) for e in matrix.pick(entries, a.variant)}
+        entries = [e for e in entries if id(e) in chosen]
+    rows = [("", "variant", "environment", "image", "why")]
+    for e in entries:
+        image = images.tag(e.env.image) if e.env else "-"
+        why = e.reason or ("; ".join(e.notes) if e.notes else "")
+        rows.append(("build" if e.variant else "skip", e.variant or "-", e.environment, image, why))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print(("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + ("  " + r[4] if r[4] else "")).rstrip())
+    print(f"{sum(1 for e in entries if e.variant)} variant(s) to build; matrix {m.file}, base image {m.default_base}")
+    return 0
+
+
+def cmd_images(a) -> int:
+    from . import images
+    from .engine import Engine
+
+    engine = Engine(a.engine)
+    engine.ping()
+    m = _matrix(a)
+    if a.images_verb == "list":
+        rows = images.listing(engine, m)
+        print(f"{'image':<18} {'tag':<45} {'size':>9}  {'state':<8} created")
+        for r in rows:
+            print(f"{r['image']:<18} {r['ref']:<45} {r['size']:>9}  {r['state']:<8} {r['created']}")
+        have = {r["ref"] for r in rows}
+        missing = [f"{n} ({images.tag(i)})" for n, i in m.images.items() if images.tag(i) not in have]
+        if missing:
+            print(f"not built: {', '.join(missing)}")
+        return 0
+    if a.images_verb == "prune":
+        rows = images.listing(engine, m)
+        doomed = [r for r in rows if a.all or r["state"] == "stale"]
+        for r in doomed:
+            engine.remove(r["ref"])
+            print(f"removed {r['ref']} ({r['size']})")
+        print(f"{len(doomed)} image(s) removed, {len(rows) - len(doomed)} kept")
+        return 0
+    names = a.image or list(m.images)
+    unknown = [n for n in names if n not in m.images]
+    if unknown:
+        raise UsageError(f"--image {', '.join(unknown)}: not in {m.file} (images: {', '.join(m.images)})")
+    for n in names:
+        t0 = time.monotonic()
+        log = images.log_dir() / f"{n}.log"
+        log.unlink(missing_ok=True)
+        ref, built = images.ensure(engine, m.images[n], log, rebuild=a.rebuild)
+        print(f"{n}: {ref} {'built' if built else 'exists'} ({time.monotonic() - t0:.1f} s; log {log})", flush=True)
+    return 0
+
+
+def cmd_ci(a) -> int:
+    from .ci import github_workflow
+    from .config import load_project
+
+    project = load_project(Path(a.directory))
+    text = github_workflow(project, _matrix(a), a.directory)
+    if a.output:
+        Path(a.output).write_text(text)
+        print(f"wrote {a.output}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -110,17 +232,54 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"kernel-builder {__version__}")
     sub = p.add_subparsers(dest="verb", required=True)
 
-    b = sub.add_parser("build", help="build the variants this host can build")
+    def matrix_args(sp, engine=True):
+        sp.add_argument("--matrix", help="build matrix file (default: the one shipped in kernel_builder/matrix.toml)")
+        sp.add_argument("--base-image", help="FROM image of every toolchain image (default: the matrix's "
+                        "default-base, quay.io/pypa/manylinux_2_28_x86_64)")
+        if engine:
+            sp.add_argument("--engine", help="docker or podman, or a path to one (default: found on PATH)")
+
+    b = sub.add_parser("build", help="build the variants this host can build (--all: the whole matrix, in containers)")
     b.add_argument("directory", nargs="?", default=".", help="kernel project (with build.toml)")
     b.add_argument("--out", help="output directory (default DIR/build)")
-    b.add_argument("--variant", action="append", help="build only this variant (repeatable)")
+    b.add_argument("--all", action="store_true", help="build every variant of the matrix, each in a container")
+    b.add_argument("--variant", action="append", metavar="PATTERN", help="only variants matching this shell "
+                   "pattern, braces allowed: 'torch21{1,4}-*-cu130-*' (repeatable)")
+    b.add_argument("-j", "--jobs", type=int, default=1, help="with --all: build N variants at once")
+    b.add_argument("--keep-going", action="store_true", help="with --all: build the other variants after a failure")
     b.add_argument("--cuda-archs", help="only these CUDA capabilities, e.g. '9.0' or '8.0,9.0' (development builds)")
+    b.add_argument("--stable-abi", help=argparse.SUPPRESS)  # set by `--all` for a torch-stable-abi variant
     b.add_argument("-v", "--verbose", action="store_true", help="print compiler commands and output")
+    matrix_args(b)
     b.set_defaults(func=cmd_build)
 
-    lv = sub.add_parser("list-variants", help="show what `build` would build here, and why others are skipped")
+    lv = sub.add_parser("list-variants", help="show what `build` would build here (--all: in the matrix), and why "
+                        "others are skipped")
     lv.add_argument("directory", nargs="?", default=".")
+    lv.add_argument("--all", action="store_true", help="the whole matrix: variant, environment, image, why filtered")
+    lv.add_argument("--variant", action="append", metavar="PATTERN", help="with --all: only matching variants")
+    matrix_args(lv, engine=False)
     lv.set_defaults(func=cmd_list_variants)
+
+    im = sub.add_parser("images", help="the toolchain images of the matrix: build, list, prune")
+    isub = im.add_subparsers(dest="images_verb", required=True)
+    ib = isub.add_parser("build", help="build (or find) the images, all or --image NAME")
+    ib.add_argument("--image", action="append", metavar="NAME", help="an [image.*] of the matrix (repeatable)")
+    ib.add_argument("--rebuild", action="store_true", help="build even when the tag exists")
+    il = isub.add_parser("list", help="kernel-builder images held by the engine: current or stale")
+    ip = isub.add_parser("prune", help="remove stale kernel-builder images (--all: every one)")
+    ip.add_argument("--all", action="store_true")
+    for sp in (ib, il, ip):
+        matrix_args(sp)
+        sp.set_defaults(func=cmd_images)
+
+    ci = sub.add_parser("ci", help="generate CI configuration for the build matrix")
+    cisub = ci.add_subparsers(dest="ci_verb", required=True)
+    gh = cisub.add_parser("github", help="a GitHub Actions workflow: one job per variant, then check (+ upload)")
+    gh.add_argument("directory", nargs="?", default=".")
+    gh.add_argument("-o", "--output", help="write the workflow here instead of stdout")
+    matrix_args(gh, engine=False)
+    gh.set_defaults(func=cmd_ci)
 
     c = sub.add_parser("check", help="verify a built tree (layout, metadata, digest, import, abi3, manylinux_2_28)")
     c.add_argument("build_dir")

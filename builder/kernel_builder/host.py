@@ -40,6 +40,7 @@ class Host:
     cuda_home: str | None
     arch: str
     os: str
+    probed: bool = True  # False: described by the build matrix, not this machine (no nvcc to ask)
 
     @property
     def torch_mm(self) -> tuple[int, int]:

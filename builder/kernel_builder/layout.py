@@ -73,6 +73,11 @@ def git_status(path: Path, inputs: list[Path] | None = None) -> dict | None:
 
 
 def provenance(project: Project) -> dict:
+    """Where the build came from. A container build is handed the host's answer (KERNEL_BUILDER_PROVENANCE):
+    inside, the project is a bare mount without its git repository."""
+    given = os.environ.get("KERNEL_BUILDER_PROVENANCE")
+    if given:
+        return json.loads(given)
     kb = {"version": __version__}
     kb_git = git_status(Path(__file__).resolve().parent)
     if kb_git:
@@ -102,14 +107,31 @@ def metadata_bytes(meta: dict) -> bytes:
     return (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode()
 
 
+def _refuse_foreign(target: Path) -> None:
+    if target.exists() and not (target / "metadata.json").is_file():
+        raise UsageError(f"{target}: exists and was not made by kernel-builder (no metadata.json); "
+                         "remove it or choose another --out")
+
+
+def _swap_in(out_dir: Path, variant: str, tmp: Path) -> None:
+    """Replace out_dir/variant by the finished tree `tmp` (same file system): the old tree is renamed
+    away, the new one renamed in, the old one deleted; at no moment is a half-written variant visible."""
+    target = out_dir / variant
+    old = out_dir / f".{variant}.old-{os.getpid()}"
+    try:
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def install(out_dir: Path, variant: str, files: dict[str, bytes]) -> bool:
     """Write `files` as out_dir/variant atomically. Returns False when the tree already holds exactly
     these bytes (a no-op build touches nothing)."""
     target = out_dir / variant
+    _refuse_foreign(target)
     if target.exists():
-        if not (target / "metadata.json").is_file():
-            raise UsageError(f"{target}: exists and was not made by kernel-builder (no metadata.json); "
-                             "remove it or choose another --out")
         try:
             same = (target / "metadata.json").read_bytes() == files["metadata.json"] and all(
                 (target / rel).is_file() for rel in files)
@@ -119,7 +141,6 @@ def install(out_dir: Path, variant: str, files: dict[str, bytes]) -> bool:
             return False
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{variant}.tmp-{os.getpid()}"
-    old = out_dir / f".{variant}.old-{os.getpid()}"
     try:
         for rel, data in files.items():
             p = tmp / rel
@@ -127,10 +148,22 @@ def install(out_dir: Path, variant: str, files: dict[str, bytes]) -> bool:
             p.write_bytes(data)
             if rel.endswith(".so"):
                 p.chmod(0o755)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
+        _swap_in(out_dir, variant, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return True
+
+
+def adopt(out_dir: Path, variant: str, built: Path) -> bool:
+    """Move a variant tree built elsewhere (a container's staging directory on the same file system)
+    into out_dir. False when out_dir already holds the same bytes; `built` is consumed either way."""
+    target = out_dir / variant
+    _refuse_foreign(target)
+    try:
+        if target.exists() and (target / "metadata.json").read_bytes() == (built / "metadata.json").read_bytes() \
+                and digest_dir(target) == digest_dir(built):
+            return False
+        _swap_in(out_dir, variant, built)
+        return True
+    finally:
+        shutil.rmtree(built, ignore_errors=True)

@@ -1,0 +1,172 @@
+"""Toolchain images: one per [image.*] of the matrix, tagged by a hash of what goes into it, built on
+demand from the top-level Dockerfile, listed and pruned (`kernel-builder images build|list|prune`).
+
+Image builds use this host's pip configuration: local find-links directories and file:// indexes (this
+machine's torch 2.13.0+cpu wheel, a site's wheelhouse) are served read-only on 127.0.0.1 for the length of
+the build and handed to pip inside as http URLs, together with the host's CA bundle, as BuildKit secrets
+(neither ends up in the image nor in its cache key).
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import http.server
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.parse
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import cache
+from .engine import Engine, host_ca_bundle
+from .matrix import Image
+from .render import template_dir
+
+LABEL = "org.kernel-builder.image"
+INPUTS_LABEL = "org.kernel-builder.inputs"
+
+
+def dockerfile() -> Path:
+    return template_dir() / "Dockerfile"
+
+
+def inputs(image: Image) -> dict:
+    """Everything that decides an image's content (not where its wheels come from)."""
+    return {"dockerfile": hashlib.sha256(dockerfile().read_bytes()).hexdigest(), "base": image.base,
+            "python": image.python, "pip": list(image.pip), "cuda-home": image.cuda_home}
+
+
+def tag(image: Image) -> str:
+    h = hashlib.sha256(json.dumps(inputs(image), sort_keys=True).encode()).hexdigest()[:12]
+    return f"kernel-builder/{image.name}:{h}"
+
+
+# --- the host's pip configuration, made reachable from inside a build -------------------------------
+
+
+def host_pip_config() -> dict[str, list[str]]:
+    """index-url / extra-index-url / find-links as this host's pip sees them (config files and PIP_*)."""
+    r = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    found: dict[str, list[str]] = {}
+    for line in r.stdout.splitlines():
+        key, _, value = line.partition("=")
+        name = key.split(".")[-1]
+        if name in ("index-url", "extra-index-url", "find-links"):
+            values = value.strip().strip("'\"").split()
+            found[name] = values  # later lines (environment) override earlier ones (files), as pip does
+    return found
+
+
+def _local_dir(url: str) -> Path | None:
+    if url.startswith("file://"):
+        p = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+    elif "://" not in url:
+        p = Path(url)
+    else:
+        return None
+    return p if p.is_dir() else None
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    roots: dict[str, Path] = {}
+
+    def translate_path(self, path: str) -> str:
+        parts = urllib.parse.unquote(urllib.parse.urlparse(path).path).lstrip("/").split("/", 1)
+        root = self.roots.get(parts[0])
+        if root is None:
+            return "/nonexistent"
+        target = (root / (parts[1] if len(parts) > 1 else "")).resolve()
+        return str(target) if target == root or root in target.parents else "/nonexistent"
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def served_pip_config():
+    """Yield the text of a pip.conf usable inside a `--network host` build, serving local paths."""
+    config = host_pip_config()
+    roots: dict[str, Path] = {}
+    lines = ["[global]", "disable-pip-version-check = true", "timeout = 180"]
+    mapped: dict[str, list[str]] = {}
+    for key, values in config.items():
+        for url in values:
+            d = _local_dir(url)
+            if d is None:
+                mapped.setdefault(key, []).append(url)
+                continue
+            # an index's pages link to files beside it ("../../files/x.whl"): serve the parent
+            root = d.resolve() if key == "find-links" else d.resolve().parent
+            prefix = f"d{len(roots)}"
+            roots[prefix] = root
+            rel = "" if key == "find-links" else d.resolve().name + "/"
+            mapped.setdefault(key, []).append(f"http://127.0.0.1:{{port}}/{prefix}/{rel}")
+    server = None
+    if roots:
+        handler = type("Handler", (_Handler,), {"roots": roots})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1] if server else 0
+    for key, urls in mapped.items():
+        lines.append(f"{key} = " + " ".join(u.replace("{port}", str(port)) for u in urls))
+    try:
+        yield "\n".join(lines) + "\n"
+    finally:
+        if server:
+            server.shutdown()
+            server.server_close()
+
+
+# --- build / list / prune ----------------------------------------------------------------------------
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(ref: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(ref, threading.Lock())
+
+
+def ensure(engine: Engine, image: Image, log: Path, rebuild: bool = False) -> tuple[str, bool]:
+    """(tag, built now). Several variants of one image wait for one build (threads share the lock)."""
+    ref = tag(image)
+    with _lock_for(ref):
+        if not rebuild and engine.image_exists(ref):
+            return ref, False
+        engine.ensure_base(image.base)
+        with tempfile.TemporaryDirectory(prefix="kb-image-") as tmp, served_pip_config() as pip_conf:
+            ctx = Path(tmp)
+            (ctx / "Dockerfile").write_bytes(dockerfile().read_bytes())
+            (ctx / "pip.conf").write_text(pip_conf)
+            secrets = {"pip.conf": ctx / "pip.conf"}
+            ca = host_ca_bundle()
+            if ca:
+                secrets["ca.crt"] = ca
+            build_args = {"BASE_IMAGE": image.base, "PYTHON": image.python, "PIP_PACKAGES": " ".join(image.pip),
+                          "CUDA_WHEEL_HOME": image.cuda_home or ""}
+            labels = {LABEL: image.name, INPUTS_LABEL: json.dumps(inputs(image), sort_keys=True)}
+            engine.build(ctx, ref, build_args, secrets, labels, log)
+        return ref, True
+
+
+def log_dir() -> Path:
+    d = cache.root() / "logs" / "images"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def listing(engine: Engine, matrix) -> list[dict]:
+    """Every kernel-builder image the engine holds, marked current (its tag matches the matrix) or stale."""
+    current = {tag(i): name for name, i in matrix.images.items()}
+    rows = []
+    for row in engine.images(LABEL):
+        row["image"] = current.get(row["ref"]) or (row["ref"].split("/")[-1].split(":")[0])
+        row["state"] = "current" if row["ref"] in current else "stale"
+        rows.append(row)
+    return rows
+
