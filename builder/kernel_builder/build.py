@@ -23,6 +23,7 @@ from .config import Kernel, Project, _Reader
 from .errors import CompileError, UsageError
 from .host import Host
 from .render import render, template_dir
+from .variants import Variant, parse as parse_variant
 
 PY_LIMITED_API = "0x03090000"  # the contract's abi3 floor (Python 3.9); torch's own default is 3.10
 
@@ -93,8 +94,14 @@ def select(project: Project, host: Host, options: dict) -> list[Selection]:
         for k in keep:
             line = _Reader(project.file, project.file.read_text()).line_of(f"kernel.{k.name}.depends")
             sel.dep_includes[k.name] = [d for dep in k.depends for d in deps.include_dirs(dep, project.file, k.name, line)]
-        if t.stable_abi.get(family):
-            sel.notes.append(f"torch.stable-abi.{family} = {t.stable_abi[family]}: stable-ABI variants are built "
+        wanted = options.get("stable_abi")
+        if wanted and t.stable_abi.get(family) == wanted:
+            if torch_mm < _vt(wanted):
+                raise UsageError(f"--stable-abi {wanted}: torch {host.torch_version} is older than the ABI it targets")
+            v = backend.variant(host)
+            sel.variant = Variant("stable", v.backend, _vt(wanted), None, v.arch, v.os).name
+        elif t.stable_abi.get(family):
+            sel.notes.append(f"torch.stable-abi.{family} = {t.stable_abi[family]}: the stable-ABI variant is built "
                              "with the matrix (build --all); building the regular variant")
         if not keep:
             sel.variant, sel.reason = None, "every kernel of this backend was skipped"
@@ -121,6 +128,15 @@ class Plan:
     archs: list[str] | None
 
 
+def stable_abi_defines(sel: Selection) -> list[str]:
+    """A torch-stable-abiXY variant: the registration macros switch to STABLE_TORCH_LIBRARY and torch's
+    stable headers hide everything newer than the targeted version."""
+    if not sel.variant or not sel.variant.startswith("torch-stable-abi"):
+        return []
+    v = parse_variant(sel.variant)
+    return ["-DKB_STABLE_ABI", f"-DTORCH_TARGET_VERSION=0x{v.torch[0]:02x}{v.torch[1]:02x}000000000000"]
+
+
 def _hash_inputs(project: Project, extra: list[str]) -> str:
     h = hashlib.sha256()
     for item in extra:
@@ -128,7 +144,7 @@ def _hash_inputs(project: Project, extra: list[str]) -> str:
     own = Path(__file__).resolve().parent  # the modules that shape the output (flags, link, layout) count too
     shaping = [own / f for f in ("build.py", "compile.py", "layout.py", "render.py", "deps.py", "config.py")]
     for t in sorted(template_dir().rglob("*")) + shaping + sorted((own / "backends").glob("*.py")):
-        if t.is_file():
+        if t.is_file() and t.name != "Dockerfile" and t.parent.name != "ci":  # those two shape no build
             h.update(t.name.encode() + b"\0" + t.read_bytes() + b"\0")
     for p in project.all_inputs():
         h.update(p.relative_to(project.root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
@@ -150,9 +166,10 @@ def make_plan(project: Project, sel: Selection, host: Host, options: dict) -> Pl
     gen = work / "gen"
     root, t = project.root, project.torch
 
+    defines = backend.defines() + stable_abi_defines(sel)
     common = ["-O3", "-fno-gnu-unique", "-g0", f"-DPy_LIMITED_API={PY_LIMITED_API}",
-              f"-D_GLIBCXX_USE_CXX11_ABI={int(host.cxx11_abi)}"] + backend.defines()
-    nvcc_common = [f"-DPy_LIMITED_API={PY_LIMITED_API}", f"-D_GLIBCXX_USE_CXX11_ABI={int(host.cxx11_abi)}"] + backend.defines()
+              f"-D_GLIBCXX_USE_CXX11_ABI={int(host.cxx11_abi)}"] + defines
+    nvcc_common = [f"-DPy_LIMITED_API={PY_LIMITED_API}", f"-D_GLIBCXX_USE_CXX11_ABI={int(host.cxx11_abi)}"] + defines
     base_includes = [str(gen), str(root), str(root / "torch-ext")] + [str(root / i) for i in t.include]
 
     generated = {"registration.h": render("registration.h.j2")}

@@ -150,6 +150,8 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
         return problems
     if abi_check:
         problems += [f"{vdir.name}/{p}" for p in abi_problems(vdir)]
+    if v.kind == "stable":  # not optional: a stable-ABI variant that is not is a crash on the next torch
+        problems += [f"{vdir.name}/{p}" for p in stable_abi_problems(vdir)]
     if import_check and v.kind != "noarch":
         if _host_can_import(v):
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # checking must not write into the tree
@@ -175,6 +177,28 @@ def private_libstdcxx(so: Path) -> bool | None:
     except OSError:
         return None
     return r.returncode == 0 and any(line.split()[-1].split("@")[0] == "__cxa_throw" for line in r.stdout.splitlines() if line.strip())
+
+
+_TORCH_CXX = re.compile(r"\b(c10|at|torch|caffe2)::")
+
+
+def stable_abi_problems(vdir: Path) -> list[str]:
+    """A torch-stable-abi variant may call torch only through the C shim (aoti_torch_*, torch_*): any
+    undefined C++ symbol of c10 / at / torch is resolved against one torch release's libraries and breaks
+    on the next. Typeinfo and vtables of those namespaces count too."""
+    out = []
+    for so in sorted(vdir.rglob("*.so")):
+        try:
+            r = subprocess.run(["nm", "-D", "-C", "--undefined-only", str(so)], capture_output=True, text=True,
+                               timeout=60)
+        except OSError:
+            return [f"{so.name}: stable-abi: `nm` (binutils) is needed to check the stable ABI"]
+        names = [ln.split(None, 1)[1].split("@")[0].strip() for ln in r.stdout.splitlines() if len(ln.split(None, 1)) == 2]
+        bad = sorted({n for n in names if _TORCH_CXX.search(n)})
+        if bad:
+            more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+            out.append(f"{so.name}: stable-abi: uses {bad[0]} from torch's C++ API, outside the stable ABI{more}")
+    return out
 
 
 def abi_problems(vdir: Path, manylinux: str = "manylinux_2_28", python_abi: str = "3.9") -> list[str]:

@@ -192,7 +192,7 @@ def cmd_ci(a) -> int:
     from .config import load_project
 
     project = load_project(Path(a.directory))
-    text = github_workflow(project, _matrix(a), a.directory)
+    text = github_workflow(project, _matrix(a), a.directory, a.install)
     if a.output:
         Path(a.output).write_text(text)
         print(f"wrote {a.output}")
@@ -278,6 +278,8 @@ def parser() -> argparse.ArgumentParser:
     gh = cisub.add_parser("github", help="a GitHub Actions workflow: one job per variant, then check (+ upload)")
     gh.add_argument("directory", nargs="?", default=".")
     gh.add_argument("-o", "--output", help="write the workflow here instead of stdout")
+    gh.add_argument("--install", help="the shell command that installs kernel-builder on a runner "
+                    "(default: pip install 'kernel-builder==VERSION')")
     matrix_args(gh, engine=False)
     gh.set_defaults(func=cmd_ci)
 

