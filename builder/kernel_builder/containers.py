@@ -43,6 +43,7 @@ class Job:
     ended: float | None = None
     size: int = 0
     error: str | None = None
+    exit_code: int = 0
     timings: dict = field(default_factory=dict)
 
     @property
@@ -229,7 +230,7 @@ class Runner:
             job.size = _size(target)
             progress.set(job, "done")
         except KernelBuilderError as e:
-            job.error = str(e)
+            job.error, job.exit_code = str(e), e.exit_code
             progress.set(job, "failed")
 
     def _build_in_container(self, job: Job, progress: Progress, ref: str) -> None:
