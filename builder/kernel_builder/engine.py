@@ -145,7 +145,12 @@ class Engine:
         with open(log, "a") as f:
             f.write("$ " + " ".join([self.path, *args]) + "\n")
             f.flush()
-            rc = subprocess.run([self.path, *args], stdout=f, stderr=subprocess.STDOUT, env=self._env()).returncode
+            proc = subprocess.Popen([self.path, *args], stdout=f, stderr=subprocess.STDOUT, env=self._env())
+            try:
+                rc = proc.wait()
+            except BaseException:  # interrupted: do not leave a build running that serves no one
+                proc.terminate()
+                raise
         if rc != 0:
             text = log.read_text(errors="replace")
             raise EnvironmentProblem(_explain(self.name, _last_error(text), f"building image {tag}") + f" (log: {log})")

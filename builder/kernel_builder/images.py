@@ -135,7 +135,10 @@ def _lock_for(ref: str) -> threading.Lock:
 def ensure(engine: Engine, image: Image, log: Path, rebuild: bool = False) -> tuple[str, bool]:
     """(tag, built now). Several variants of one image wait for one build (threads share the lock)."""
     ref = tag(image)
-    with _lock_for(ref):
+    # threads of this process share one lock per tag; other kernel-builder processes (CI jobs on one
+    # daemon, whatever their cache) wait on a file lock. Without it BuildKit merges two identical RUN steps whose secrets differ
+    # (a pip.conf naming another process's short-lived wheel server) and both builds fail.
+    with _lock_for(ref), cache.locked(Path(tempfile.gettempdir()) / "kernel-builder-image-locks" / ref.replace("/", "_").replace(":", "_")):
         if not rebuild and engine.image_exists(ref):
             return ref, False
         engine.ensure_base(image.base)
