@@ -185,7 +185,7 @@ def test_stable_abi_is_validated_and_announced(tiny_project, tmp_path, private_c
         "[kernel.relu_cpu]", '[torch.stable-abi]\ncpu = "2.10"\n\n[kernel.relu_cpu]')
     (tiny_project / "build.toml").write_text(text)
     r = run_cli("list-variants", tiny_project)
-    assert "stable-ABI variants are built with the matrix" in r.stdout
+    assert "the stable-ABI variant is built with the matrix" in r.stdout
     bad = text.replace('cpu = "2.10"', 'cpu = "2.7"')
     (tiny_project / "build.toml").write_text(bad)
     r = run_cli("list-variants", tiny_project, check=False)

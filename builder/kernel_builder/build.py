@@ -219,6 +219,9 @@ def _write_generated(plan: Plan) -> None:
 
 def _compile(plan: Plan, host: Host, verbose: bool) -> Path:
     """Run the compile child unless this exact fingerprint's library is already staged."""
+    own_build = getattr(plan.backend, "build_extension", None)
+    if own_build is not None:  # a backend with its own build system (cann: CMake + CANN's compilers)
+        return own_build(plan, host, verbose)
     stage = plan.workdir / "stage"
     so = stage / f"{plan.kernel_id}.abi3.so"
     stamp = plan.workdir / "stamp.json"
@@ -283,7 +286,14 @@ def variant_files(plan: Plan, so: Path | None) -> dict[str, bytes]:
     backend = {"type": plan.family}
     if plan.archs is not None:
         backend["archs"] = plan.archs
-    meta = layout.metadata(plan.project, plan.kernel_id, backend, files, layout.provenance(plan.project))
+    extras = getattr(plan.backend, "variant_extras", None)
+    if extras is not None and so is not None:  # e.g. cann: per-arch-group kernel libraries and their _ops.py
+        files.update(extras(plan, so))
+    prov = layout.provenance(plan.project)
+    prov_extra = getattr(plan.backend, "provenance_extra", None)
+    if prov_extra is not None:  # e.g. cann: the CANN and torch_npu versions
+        prov.update(prov_extra(plan))
+    meta = layout.metadata(plan.project, plan.kernel_id, backend, files, prov)
     files["metadata.json"] = layout.metadata_bytes(meta)
     return files
 

@@ -29,7 +29,8 @@ REPO_ID_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*
 
 ALL_BACKENDS = ("cann", "cpu", "cuda", "metal", "neuron", "rocm", "tpu", "xpu")
 # Backends whose [kernel.*] tables we compile; the rest are parsed and skipped with a warning.
-BUILT_KERNEL_BACKENDS = ("cpu", "cuda")
+BUILT_KERNEL_BACKENDS = ("cpu", "cuda")  # compiled by cpp_extension (source suffix rules below)
+BUILDABLE_KERNEL_BACKENDS = BUILT_KERNEL_BACKENDS + ("cann",)  # cann: CMake + CANN (backends/cann.py)
 KERNEL_BACKENDS = ("cann", "cpu", "cuda", "metal", "rocm", "xpu")
 KNOWN_DEPENDS = ("torch", "cutlass_2_10", "cutlass_3_5", "cutlass_3_6", "cutlass_3_8", "cutlass_3_9",
                  "cutlass_4_0", "cutlass_4_4", "cutlass_4_5", "sycl_tla", "metal-cpp")
@@ -484,7 +485,7 @@ def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tup
                         cxx_flags=r.str_list(t, "cxx-flags", prefix),
                         cuda_capabilities=caps, cuda_flags=r.str_list(t, "cuda-flags", prefix) if backend == "cuda" else (),
                         cuda_minver=cuda_minver, other=other)
-        if backend not in BUILT_KERNEL_BACKENDS:
+        if backend not in BUILDABLE_KERNEL_BACKENDS:
             notes.append(f"{r.path}: [kernel.{kname}] backend {backend!r} is not built by this kernel-builder yet; skipped")
         out.append(kernel)
     return tuple(out)
@@ -507,7 +508,7 @@ def _check_paths(r: _Reader, p: Project) -> None:
         for s in p.torch.include:
             check("torch.include", s, True)
     for k in p.kernels:
-        if k.backend not in BUILT_KERNEL_BACKENDS:
+        if k.backend not in BUILDABLE_KERNEL_BACKENDS:
             continue
         for s in k.src:
             check(f"kernel.{k.name}.src", s, False)

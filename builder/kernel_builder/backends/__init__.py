@@ -36,12 +36,17 @@ class Backend(Protocol):
     def toolchain(self, host: Host) -> str:
         """A string that changes whenever the compilers that shape the output change (fingerprint input)."""
 
+    # Optional hooks (build.py uses them when present; cann has them, cpu and cuda do not):
+    #   build_extension(plan, host, verbose) -> Path   build the .abi3.so itself (instead of cpp_extension)
+    #   variant_extras(plan, so) -> {relpath: bytes}   more files for the variant (may replace _ops.py)
+    #   provenance_extra(plan) -> dict                  merged into metadata.json provenance
+
 
 def get(family: str) -> Backend:
-    from . import cpu, cuda
+    from . import cann, cpu, cuda
 
-    impls = {"cpu": cpu.CPU(), "cuda": cuda.CUDA()}
+    impls = {"cpu": cpu.CPU(), "cuda": cuda.CUDA(), "cann": cann.CANN()}
     return impls[family]
 
 
-BUILT = ("cpu", "cuda")
+BUILT = ("cpu", "cuda", "cann")

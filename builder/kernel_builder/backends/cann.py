@@ -34,12 +34,16 @@ The variant is `torch<XY>-cxx11-cann<XY>-<cpu>-linux`; pure-Python NPU kernels g
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+import sysconfig
 from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 
-from ..cann_versions import (DEFAULT_SOC_VERSIONS, CannVersionError, cann_mm, compiled_variant,
+from ..cann_versions import (DEFAULT_SOC_VERSIONS, SOC_ARCHS, CannVersionError, cann_mm, compiled_variant,
                              find_install_info, group_socs, npu_arch, read_install_info)
 from ..config import Kernel, Project
 from ..host import Host
@@ -82,6 +86,22 @@ def kernel_arch_groups(project: Project) -> dict[str, tuple[str, ...]]:
     return group_socs(socs)
 
 
+def check_uniform_groups(project: Project) -> None:
+    """With several arch groups one binding links against each group's kernel library, so every cann kernel
+    must target every group (else the binding would reference kernels a group lacks). UsageError otherwise."""
+    from ..errors import UsageError
+
+    groups = kernel_arch_groups(project)
+    if len(groups) < 2:
+        return
+    for k in project.kernels_for("cann"):
+        mine = set(group_socs(soc_versions(k)))
+        if mine != set(groups):
+            raise UsageError(f"{project.file}: kernel.{k.name}.soc-versions: targets arch groups {sorted(mine)} but the "
+                             f"project's cann kernels span {sorted(groups)}; with several arch groups every cann kernel "
+                             f"must name SoCs of all of them (got {list(soc_versions(k))})")
+
+
 def flow_for(project: Project) -> str:
     """"asc" when any cann kernel has .asc sources (only the ASC language compiles them), else "ascendc"."""
     for k in project.kernels_for("cann"):
@@ -95,6 +115,86 @@ def cxx_standard(torch_mm: tuple[int, int]) -> int:
     return 20 if torch_mm >= (2, 12) else 17
 
 
+ASCENDC_CMAKE_DIRS = ("tools/tikcpp/ascendc_kernel_cmake", "compiler/tikcpp/ascendc_kernel_cmake",
+                      "ascendc_devkit/tikcpp/samples/cmake")  # where CANN releases put ascendc.cmake
+ASC_CONFIG_NAMES = ("asc-config.cmake", "ASCConfig.cmake")  # what find_package(ASC) looks for
+ASC_CONFIG_DIRS = ("compiler/tikcpp/ascendc_kernel_cmake", "tools/tikcpp/ascendc_kernel_cmake", "lib64/cmake/asc",
+                   "lib64/cmake/ASC", "lib/cmake/asc", "lib/cmake/ASC", "cmake/asc", "share/cmake/asc")
+FLOW_ENV = "KERNEL_BUILDER_CANN_FLOW"  # "asc" or "ascendc": overrides the probe
+
+
+def _toolkit_roots(home: str) -> list[Path]:
+    """The toolkit and its per-architecture tree (<home>/<machine>-linux), where CANN keeps most files."""
+    import platform
+
+    roots = [Path(home)]
+    arch_dir = Path(home) / f"{platform.machine()}-linux"
+    if arch_dir.is_dir():
+        roots.append(arch_dir)
+    return roots
+
+
+def probe_flows(home: str | None) -> dict[str, str]:
+    """The build flows this CANN toolkit supports: {"asc": dir of ASC's CMake package config,
+    "ascendc": dir of ascendc.cmake}. Probed on disk, never assumed from the version."""
+    if not home or not Path(home).is_dir():
+        return {}
+    found: dict[str, str] = {}
+    for root in _toolkit_roots(home):
+        for rel in ASCENDC_CMAKE_DIRS:
+            if "ascendc" not in found and (root / rel / "ascendc.cmake").is_file():
+                found["ascendc"] = str(root / rel)
+        for rel in ASC_CONFIG_DIRS:
+            if "asc" not in found and any((root / rel / n).is_file() for n in ASC_CONFIG_NAMES):
+                found["asc"] = str(root / rel)
+    if "asc" not in found:  # an unusual layout: a bounded search for the package config
+        for root in _toolkit_roots(home):
+            base = len(root.parts)
+            for dirpath, dirnames, filenames in os.walk(root):
+                if len(Path(dirpath).parts) - base >= 5:
+                    dirnames[:] = []
+                if any(n in filenames for n in ASC_CONFIG_NAMES):
+                    found["asc"] = dirpath
+                    break
+            if "asc" in found:
+                break
+    return found
+
+
+def choose_flow(project: Project, flows: dict[str, str]) -> str:
+    """The flow to build `project` with on a toolkit offering `flows` (raises EnvironmentProblem when none
+    fits): .asc sources need the ASC language; otherwise ASC when the toolkit has it, else ascendc.cmake.
+    KERNEL_BUILDER_CANN_FLOW=asc|ascendc overrides the preference (not the toolkit's abilities)."""
+    from ..errors import EnvironmentProblem
+
+    wanted = os.environ.get(FLOW_ENV, "").strip() or None
+    if wanted is not None and wanted not in FLOWS:
+        raise EnvironmentProblem(f"{FLOW_ENV}={wanted}: unknown CANN build flow; known: {', '.join(FLOWS)}")
+    if flow_for(project) == "asc":
+        if wanted == "ascendc":
+            raise EnvironmentProblem(f"{project.file}: .asc sources need the ASC language flow, but {FLOW_ENV}=ascendc")
+        wanted = "asc"
+    if wanted is None:
+        wanted = "asc" if "asc" in flows else "ascendc"
+    if wanted not in flows:
+        what = {"asc": "ASC's CMake package (find_package(ASC): asc-config.cmake)",
+                "ascendc": "ascendc.cmake (the CANN 8.x kernel-launch flow)"}[wanted]
+        raise EnvironmentProblem(f"the CANN toolkit at {ascend_home()} has no {what}; it offers: "
+                                 f"{', '.join(sorted(flows)) or 'neither flow'}")
+    return wanted
+
+
+def torch_npu_version() -> str | None:
+    from importlib import metadata
+
+    for dist in ("torch-npu", "torch_npu"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 class CANN:
     family = "cann"
 
@@ -105,21 +205,43 @@ class CANN:
     def cann_version(self) -> str:
         return self._cann_version if self._cann_version is not None else toolkit_version()
 
+    def _version_for(self, host: Host) -> str:
+        # A build-matrix row (host.probed False) names the CANN version of its image.
+        return getattr(host, "cann_version", None) or self.cann_version
+
     def unavailable(self, host: Host) -> str | None:
+        if not host.probed:  # a build-matrix row: its image has the toolkit; only its version is checked here
+            version = getattr(host, "cann_version", None) or self._cann_version
+            if not version:
+                return "the build-matrix row names no CANN version"
+            try:
+                cann_mm(version)
+            except CannVersionError as e:
+                return str(e)
+            return None
+        if host.os != "linux":
+            return f"CANN builds need Linux (this host is {host.os})"
         home = ascend_home()
         if home is None:
-            return "no CANN toolkit (set ASCEND_HOME_PATH: source <cann>/set_env.sh)"
+            return "CANN toolkit not found (ASCEND_HOME_PATH unset; source <cann>/set_env.sh)"
+        if not Path(home).is_dir():
+            return f"CANN toolkit not found (ASCEND_HOME_PATH={home} is not a directory)"
         try:
             cann_mm(self.cann_version)
         except CannVersionError as e:
             return str(e)
+        if not probe_flows(home):
+            return (f"the CANN toolkit at {home} has neither ASC's CMake package (asc-config.cmake) nor "
+                    "ascendc.cmake: it cannot compile Ascend C")
         if find_spec("torch_npu") is None:
-            return "torch_npu is not installed in the build environment"
-        return "backend cann is not built by kernel-builder yet (CMake projects are rendered, not built)"
+            return "torch_npu is not installed in the build environment (pip install torch-npu)"
+        if shutil.which("cmake") is None:
+            return "cmake not found (pip install cmake)"
+        return None
 
     def variant(self, host: Host) -> Variant:
         return compiled_variant(host.torch_mm, host.cxx11_abi if host.os == "linux" else None,
-                                self.cann_version, host.arch, host.os)
+                                self._version_for(host), host.arch, host.os)
 
     def defines(self) -> list[str]:
         return ["-DCANN_KERNEL"]
@@ -142,7 +264,31 @@ class CANN:
         from .cpu import cxx_version
 
         cmake = shutil.which("cmake") or "cmake: not found"
-        return f"{cxx_version()} | CANN {self.cann_version} | {ascend_home()} | {cmake}"
+        home = ascend_home()
+        flows = probe_flows(home)
+        return (f"{cxx_version()} | CANN {self.cann_version} | {home} | flows {sorted(flows.items())} | "
+                f"{FLOW_ENV}={os.environ.get(FLOW_ENV, '')} | torch_npu {torch_npu_version()} | {cmake}")
+
+    # ---- optional hooks build.py calls when a backend has them ----
+
+    def build_extension(self, plan, host: Host, verbose: bool = False) -> Path:
+        """Build the variant's extension with CMake (see build_with_cmake); returns the staged .abi3.so."""
+        return build_with_cmake(plan, host, verbose)
+
+    def variant_extras(self, plan, so: Path) -> dict[str, bytes]:
+        """Files beside the extension: with several arch groups, one kernel library per group and an
+        `_ops.py` that loads the one matching the NPU before the extension."""
+        return extra_variant_files(plan, so)
+
+    def provenance_extra(self, plan) -> dict:
+        """metadata.json provenance.cann: what the kernels were compiled with (the loader ignores it)."""
+        try:
+            return {"cann": json.loads((plan.workdir / BUILD_INFO).read_text())}
+        except (OSError, ValueError):
+            return {"cann": {"version": self.cann_version, "torch-npu": torch_npu_version()}}
+
+
+BUILD_INFO = "cann-build.json"  # in the variant's work dir: what build_with_cmake compiled with
 
 
 def render_project(project: Project, *, ext_id: str, glibcxx_abi: int, torch_mm: tuple[int, int],
@@ -187,14 +333,18 @@ def render_project(project: Project, *, ext_id: str, glibcxx_abi: int, torch_mm:
         })
     binding_sources = [s for s in project.torch.src if PurePosixPath(s).suffix in {".cpp", ".cc", ".cxx"}]
     wrappers = {f"kb_binding_{i}.cpp": src for i, src in enumerate(binding_sources)}
+    split = len(groups) > 1  # one kernel library per group, chosen at import time (see _ops.py)
     context = dict(
-        name=project.general.name, ext_id=ext_id, flow=flow, arch_group=arch_group,
+        name=project.general.name, ext_id=ext_id, flow=flow, arch_group=arch_group, split=split,
         soc_version=groups[arch_group][0], socs=list(groups[arch_group]), npu_arch=npu_arch(arch_group),
         kernels=kernel_ctx, wrappers=list(wrappers), torch_include=list(project.torch.include),
         torch_cxx_flags=list(project.torch.cxx_flags), glibcxx_abi=glibcxx_abi, cxx_std=cxx_standard(torch_mm),
     )
     files = {"CMakeLists.txt": render(f"cann/CMakeLists.{flow}.txt.j2", **context),
              "registration.h": render("registration.h.j2"), "glibc_compat.cpp": render("glibc_compat.cpp.j2")}
+    if split:
+        files["kb_kernels_anchor.cpp"] = ("// Generated by kernel-builder: the C++ anchor of the kernel library of arch group "
+                                          f"{arch_group};\n// its code comes from the Ascend C static libraries linked whole.\n")
     for i, (wrapper, src) in enumerate(wrappers.items()):
         # Wrappers `#include "<src relative to the project>"`, found through -I${KB_SOURCE_DIR}.
         files[wrapper] = render("binding_entry.cpp.j2", id=ext_id, source=src, pyinit=(i == 0))
@@ -215,3 +365,139 @@ def cmake_args(project_root: str | os.PathLike, *, cann_home: str, torch_dir: st
     return [f"-DKB_SOURCE_DIR={Path(project_root)}", f"-DASCEND_CANN_PACKAGE_PATH={cann_home}",
             f"-DKB_TORCH_DIR={torch_dir}", f"-DKB_TORCH_NPU_DIR={torch_npu_dir}",
             f"-DKB_PYTHON_INCLUDE={python_include}", f"-DCMAKE_BUILD_TYPE={build_type}"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The build: configure + build the rendered CMake project once per arch group
+# --------------------------------------------------------------------------------------------------
+
+def _python_paths() -> tuple[str, str, str]:
+    """(torch package dir, torch_npu package dir, Python include dir) of the build Python."""
+    from ..errors import EnvironmentProblem
+
+    dirs = []
+    for mod in ("torch", "torch_npu"):
+        spec = find_spec(mod)
+        if spec is None or not spec.origin:
+            raise EnvironmentProblem(f"{mod} is not installed for {sys.executable}")
+        dirs.append(str(Path(spec.origin).parent))
+    return dirs[0], dirs[1], sysconfig.get_paths()["include"]
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    from .. import cache
+
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_atomic(path, text)
+
+
+def _run_logged(cmd: list[str], log, env: dict, verbose: bool) -> int:
+    log.write("$ " + " ".join(cmd) + "\n")
+    log.flush()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                            errors="replace")
+    for line in proc.stdout:
+        log.write(line)
+        if verbose:
+            sys.stdout.write(line)
+    return proc.wait()
+
+
+def _first_error(log_path: Path, rc: int) -> str:
+    text = log_path.read_text(errors="replace").splitlines()
+    errs = [ln.strip() for ln in text if "error:" in ln.lower() or "CMake Error" in ln]
+    return (errs[0] if errs else (text[-1].strip() if text else f"exit status {rc}"))[:300]
+
+
+def build_with_cmake(plan, host: Host, verbose: bool = False) -> Path:
+    """Compile a cann variant: render the CMake project for each arch group into the work dir, configure and
+    build it there (incremental: unchanged files keep their mtimes, CMake rebuilds what changed), and stage
+    `<id>.abi3.so` (plus `<id>_<group>.so` per group when there are several). Nothing is written into the
+    kernel project. Raises EnvironmentProblem (no toolkit, no flow) or CompileError (first error + log)."""
+    from .. import cache
+    from ..errors import CompileError, EnvironmentProblem
+
+    project = plan.project
+    stage = plan.workdir / "stage"
+    so = stage / f"{plan.kernel_id}.abi3.so"
+    stamp = plan.workdir / "stamp.json"
+    try:
+        if json.loads(stamp.read_text()).get("fingerprint") == plan.fingerprint and so.is_file():
+            return so
+    except (OSError, ValueError):
+        pass
+    check_uniform_groups(project)
+    home = ascend_home()
+    if home is None:
+        raise EnvironmentProblem("CANN toolkit not found (ASCEND_HOME_PATH unset; source <cann>/set_env.sh)")
+    flows = probe_flows(home)
+    flow = choose_flow(project, flows)
+    torch_dir, npu_dir, py_inc = _python_paths()
+    if shutil.which("cmake") is None:
+        raise EnvironmentProblem("cmake not found (pip install cmake)")
+    groups = kernel_arch_groups(project)
+    split = len(groups) > 1
+    stage.mkdir(parents=True, exist_ok=True)
+    for old in stage.glob("*.so"):
+        old.unlink()
+    env = dict(os.environ, ASCEND_HOME_PATH=home)
+    jobs = str(max(1, os.cpu_count() or 1))
+    log_path = plan.workdir / "build.log"
+    built: dict[str, Path] = {}
+    with open(log_path, "w") as log:
+        for group in groups:
+            src = plan.workdir / "cmake" / group / "src"
+            bld = plan.workdir / "cmake" / group / "build"
+            files = render_for_host(project, host, plan.kernel_id, flow=flow, arch_group=group)
+            for name, text in files.items():
+                _write_if_changed(src / name, text)
+            args = cmake_args(project.root, cann_home=home, torch_dir=torch_dir, torch_npu_dir=npu_dir,
+                              python_include=py_inc)
+            if flow == "asc":
+                args.append(f"-DASC_DIR={flows['asc']}")
+            for cmd in (["cmake", "-S", str(src), "-B", str(bld), *args],
+                        ["cmake", "--build", str(bld), "--parallel", jobs]):
+                rc = _run_logged(cmd, log, env, verbose)
+                if rc != 0:
+                    log.flush()
+                    raise CompileError(f"{plan.variant}: {flow} build of arch group {group} failed: "
+                                       f"{_first_error(log_path, rc)} (full log: {log_path})")
+            ext = bld / f"{plan.kernel_id}.abi3.so"
+            if not ext.is_file():
+                raise CompileError(f"{plan.variant}: the {group} build made no {ext.name} (full log: {log_path})")
+            built.setdefault("ext", ext)  # the binding is the same for every group: keep the first
+            if split:
+                lib = bld / f"{plan.kernel_id}_{group}.so"
+                if not lib.is_file():
+                    raise CompileError(f"{plan.variant}: the {group} build made no {lib.name} (full log: {log_path})")
+                built[group] = lib
+    shutil.copy2(built.pop("ext"), so)
+    for group, lib in built.items():
+        shutil.copy2(lib, stage / lib.name)
+    from ..check import private_libstdcxx
+
+    if private_libstdcxx(so):
+        so.unlink()
+        raise CompileError(f"{plan.variant}: the linker put a private copy of libstdc++ into the extension")
+    info = {"version": toolkit_version(home), "torch-npu": torch_npu_version(), "flow": flow,
+            "arch-groups": {g: list(socs) for g, socs in groups.items()}}
+    cache.write_atomic(plan.workdir / BUILD_INFO, json.dumps(info))
+    cache.write_atomic(stamp, json.dumps({"fingerprint": plan.fingerprint, "id": plan.kernel_id}))
+    return so
+
+
+def soc_group_table(groups) -> dict[str, str]:
+    """SoC -> arch group for every known SoC of the groups built (the import-time dispatch table)."""
+    return {soc: arch for soc, (arch, _) in SOC_ARCHS.items() if arch in groups}
+
+
+def extra_variant_files(plan, so: Path) -> dict[str, bytes]:
+    """The per-group kernel libraries staged beside `so` and, when there are any, the `_ops.py` that picks one."""
+    libs = {p.name: p.read_bytes() for p in sorted(so.parent.glob(f"{plan.kernel_id}_*.so"))}
+    if not libs:
+        return {}
+    groups = {name[len(plan.kernel_id) + 1:-3]: name for name in libs}
+    libs["_ops.py"] = render("cann/_ops.py.j2", id=plan.kernel_id, libs=groups,
+                             socs=soc_group_table(groups)).encode()
+    return libs

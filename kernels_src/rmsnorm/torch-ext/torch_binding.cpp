@@ -7,6 +7,12 @@
 #include "registration.h"
 #include "torch_binding.h"
 
+#if defined(CANN_KERNEL)
+// The Ascend NPU launcher (kb_rmsnorm::launch_rms_norm): host C++ against
+// torch_npu, launching the Ascend C kernels of rmsnorm_cann/.
+#include "rmsnorm_cann/rmsnorm_npu.h"
+#endif
+
 namespace {
 
 struct RowView {
@@ -78,6 +84,10 @@ void check_input_and_weight(const at::Tensor& input, const at::Tensor& weight,
 #elif defined(CPU_KERNEL)
   TORCH_CHECK(input.is_cpu(), op, ": this build of the kernel expects CPU "
               "tensors, got ", input.device());
+#elif defined(CANN_KERNEL)
+  TORCH_CHECK(input.device().type() == c10::DeviceType::PrivateUse1, op,
+              ": this build of the kernel expects NPU tensors, got ",
+              input.device());
 #endif
   TORCH_CHECK(input.dim() >= 1, op,
               ": input must have at least one dimension, got a 0-d tensor");
@@ -165,5 +175,13 @@ TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops) {
   ops.impl("fused_add_rms_norm", KB_RMS_DEVICE, &fused_add_rms_norm);
 #endif
 }
+
+#if defined(CANN_KERNEL)
+// torch_npu registers the NPU as the PrivateUse1 device.
+TORCH_LIBRARY_IMPL_EXPAND(TORCH_EXTENSION_NAME, PrivateUse1, ops) {
+  ops.impl("rms_norm", &rms_norm);
+  ops.impl("fused_add_rms_norm", &fused_add_rms_norm);
+}
+#endif
 
 REGISTER_EXTENSION(TORCH_EXTENSION_NAME)
