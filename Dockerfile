@@ -7,7 +7,8 @@
 # never rebuilds these multi-GB images.
 #
 # Base images: manylinux_2_28 (AlmaLinux 8, glibc 2.28; Python from /opt/python) is the default, so
-# outputs run on EL8 / Kylin V10; a Debian/Ubuntu base (apt) works too (scripts/make_base_image.sh).
+# outputs run on EL8 / Kylin V10; an image that already has pythonX.Y and g++ (Ascend's CANN images) is
+# used as it is; a bare Debian/Ubuntu base gets them from apt (scripts/make_base_image.sh makes one).
 ARG BASE_IMAGE=quay.io/pypa/manylinux_2_28_x86_64
 FROM ${BASE_IMAGE}
 
@@ -21,15 +22,19 @@ RUN set -eu; tag="cp$(echo "$PYTHON" | tr -d .)"; \
         py="/opt/python/$tag-$tag/bin/python3"; \
         command -v ccache >/dev/null || dnf install -y -q ccache \
             || { dnf install -y -q epel-release && dnf install -y -q ccache; } || echo "ccache: not installed"; \
+    elif command -v "python$PYTHON" >/dev/null && "python$PYTHON" -m venv --help >/dev/null 2>&1 \
+            && command -v g++ >/dev/null; then \
+        py="$(command -v "python$PYTHON")"; \
+        command -v ccache >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq \
+            && apt-get install -y -qq --no-install-recommends ccache >/dev/null; } || echo "ccache: not installed"; \
     elif command -v apt-get >/dev/null; then \
         apt-get update -qq; \
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             "python$PYTHON" "python$PYTHON-venv" "python$PYTHON-dev" g++ ccache >/dev/null; \
         rm -rf /var/lib/apt/lists/*; py="python$PYTHON"; \
-    elif command -v "python$PYTHON" >/dev/null && command -v g++ >/dev/null; then \
-        py="python$PYTHON"; \
     else \
-        echo "kernel-builder: base image has neither /opt/python/$tag-$tag (manylinux) nor apt-get" >&2; exit 1; \
+        echo "kernel-builder: base image has no /opt/python/$tag-$tag (manylinux), no python$PYTHON with venv, no apt-get" >&2; \
+        exit 1; \
     fi; \
     "$py" -m venv /opt/venv; \
     mkdir -p /opt/kb-ccache; \

@@ -146,3 +146,15 @@ def test_missing_base_image_is_one_line_with_the_fix(tmp_path):
     assert "local/kb-test-no-such-base:1 is neither local nor pullable" in failed
     assert "scripts/make_base_image.sh" in failed
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_cann_variants_without_the_cann_image_say_which_and_how(tmp_path):
+    _docker()
+    out = tmp_path / "o"
+    r = run_cli("build", KERNELS_SRC / "rmsnorm", "--all", "--variant", "*cann*", "--out", out, check=False)
+    assert r.returncode == 3, r.stdout + r.stderr
+    failed = [ln for ln in r.stdout.splitlines() if ln.startswith("failed:")]
+    assert len(failed) == 1  # the first failure; the other cann variants are cancelled, not retried
+    assert "quay.io/ascend/cann:" in failed[0] and "is neither local nor pullable" in failed[0]
+    assert "save" in failed[0] and "load" in failed[0]
+    assert not out.exists() or not any(out.iterdir())

@@ -32,7 +32,8 @@ def test_shipped_matrix_has_the_rows_the_issue_names():
     # a CPU row reuses the image of its torch version: one image per torch
     by_torch = {}
     for e in MATRIX.envs:
-        by_torch.setdefault(e.torch, set()).add(e.image.name)
+        if e.backend != "cann":  # Ascend rows have their own (CANN) images
+            by_torch.setdefault(e.torch, set()).add(e.image.name)
     assert all(len(v) == 1 for v in by_torch.values()), by_torch
     assert MATRIX.default_base.startswith("quay.io/pypa/manylinux_2_28")
 
@@ -113,10 +114,10 @@ def test_bad_matrix_files_name_the_key(tmp_path, body, key, problem):
 def test_list_variants_all_table():
     r = run_cli("list-variants", KERNELS_SRC / "rmsnorm", "--all", "--base-image", "local/debian:bookworm")
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["variant", "environment", "image", "why"]
+    assert lines[0].split() == ["variant", "environment", "image", "from", "why"]
     row = next(ln for ln in lines if "torch211-cxx11-cu130-x86_64-linux" in ln).split()
     assert row[0] == "build" and row[2] == "torch211-cu130" and row[3].startswith("kernel-builder/torch211-cu130:")
-    assert "base image local/debian:bookworm" in lines[-1]
+    assert row[4] == "local/debian:bookworm"
 
 
 def test_image_tags_follow_their_inputs():
@@ -124,7 +125,7 @@ def test_image_tags_follow_their_inputs():
 
     img = MATRIX.images["torch213-cpu"]
     assert images.tag(img) == images.tag(img)
-    other = matrix.with_base(MATRIX, "local/debian:bookworm").images["torch213-cpu"]
+    other = matrix.load(base_override="local/debian:bookworm").images["torch213-cpu"]
     assert images.tag(other) != images.tag(img)
     assert images.tag(img).startswith("kernel-builder/torch213-cpu:")
 
@@ -202,7 +203,8 @@ def test_github_workflow_lints_clean_and_builds_each_variant_with_the_ci_command
     r = subprocess.run(lint + [str(wf)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     for e in matrix.expand(load_project(KERNELS_SRC / "activation"), MATRIX):
-        assert f"          - {e.variant}\n" in text
+        if e.variant:
+            assert f"          - {e.variant}\n" in text
     assert 'kernel-builder build kernels_src/activation --all --variant "${{ matrix.variant }}" --out build' in text
     assert "kernel-builder check build --no-import" in text and "kernel-builder upload build" in text
     # the linter is real: a broken workflow is reported
@@ -210,3 +212,30 @@ def test_github_workflow_lints_clean_and_builds_each_variant_with_the_ci_command
     bad.write_text(text.replace("needs: build", "needs: biuld"))
     r = subprocess.run(lint + [str(bad)], capture_output=True, text=True)
     assert r.returncode == 1 and 'needs job "biuld"' in r.stdout
+
+
+def test_cann_rows_list_their_images_and_names_parse_with_the_loader():
+    from kernels.variants import parse_variant
+
+    r = run_cli("list-variants", KERNELS_SRC / "rmsnorm", "--all", "--variant", "*cann*")
+    rows = [ln.split() for ln in r.stdout.splitlines() if ln.startswith("build")]
+    assert {row[1] for row in rows} >= {"torch29-cxx11-cann85-x86_64-linux", "torch29-cxx11-cann85-aarch64-linux"}
+    for row in rows:
+        parse_variant(row[1])
+        assert row[3].startswith("kernel-builder/torch") and row[4].startswith("quay.io/ascend/cann:")
+    # --base-image replaces the default base, never an image's own (a CANN image holds the toolkit)
+    m = matrix.load(base_override="local/debian:bookworm")
+    assert m.images["torch29-cann85"].base.startswith("quay.io/ascend/cann:")
+    assert m.images["torch213-cpu"].base == "local/debian:bookworm"
+
+
+@pytest.mark.parametrize("version, problem", [("10.0.0", "two-digit"), ("not known", "not known"),
+                                              ("eight", "not of the form")])
+def test_cann_row_versions_the_loader_cannot_represent_are_refused(tmp_path, version, problem):
+    f = tmp_path / "matrix.toml"
+    f.write_text('default-base = "b"\n[image.n]\npython = "3.11"\npip = ["torch==2.9.0", "torch-npu==2.9.0"]\n'
+                 f'[[env]]\ntorch = "2.9.0"\nbackend = "cann"\ncann = "{version}"\ntorch-npu = "2.9.0"\nimage = "n"\n'
+                 'arch = "aarch64"\nos = "linux"\n')
+    with pytest.raises(ConfigError) as e:
+        matrix.load(f)
+    assert e.value.key == "env[0].cann" and problem in str(e.value)

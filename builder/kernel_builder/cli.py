@@ -140,15 +140,15 @@ def cmd_list_variants_all(a) -> int:
     if a.variant:
         chosen = {id(e) for e in matrix.pick(entries, a.variant)}
         entries = [e for e in entries if id(e) in chosen]
-    rows = [("", "variant", "environment", "image", "why")]
+    rows = [("", "variant", "environment", "image", "from", "why")]
     for e in entries:
-        image = images.tag(e.env.image) if e.env else "-"
+        image, base = (images.tag(e.env.image), e.env.image.base) if e.env else ("-", "-")
         why = e.reason or ("; ".join(e.notes) if e.notes else "")
-        rows.append(("build" if e.variant else "skip", e.variant or "-", e.environment, image, why))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows.append(("build" if e.variant else "skip", e.variant or "-", e.environment, image, base, why))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
-        print(("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + ("  " + r[4] if r[4] else "")).rstrip())
-    print(f"{sum(1 for e in entries if e.variant)} variant(s) to build; matrix {m.file}, base image {m.default_base}")
+        print(("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + ("  " + r[5] if r[5] else "")).rstrip())
+    print(f"{sum(1 for e in entries if e.variant)} variant(s) to build; matrix {m.file}")
     return 0
 
 

@@ -24,12 +24,14 @@ from . import __version__, cache, images, layout
 from .config import Project
 from .engine import CA_IN_CONTAINER, CACHE, CCACHE, KB, OUT, PROXY_VARS, SRC, Engine, Mount, host_ca_bundle
 from .errors import KernelBuilderError
-from .matrix import IMAGE_CUDA_HOME, IMAGE_PYTHON, Entry
+from .matrix import IMAGE_CUDA_HOME, IMAGE_PYTHON, Entry, platform
 
 # Run inside the container: put ccache's compiler links first (the image made them when it has ccache)
 # and send nvcc through ccache too; torch >= 2.13 would add its own wrapper, which we switch off so every
 # torch version compiles the same way.
 _ENTRY = ('export PATH="/opt/kb-ccache:$PATH" TORCH_NO_COMPILER_WRAPPER=1; '
+          'if [ -f /usr/local/Ascend/ascend-toolkit/set_env.sh ]; then . /usr/local/Ascend/ascend-toolkit/set_env.sh; '
+          'export TORCH_DEVICE_BACKEND_AUTOLOAD=0; fi; '
           'if [ -n "${CUDA_HOME:-}" ] && command -v ccache >/dev/null; then export PYTORCH_NVCC="ccache $CUDA_HOME/bin/nvcc"; fi; '
           'exec "$@"')
 
@@ -67,13 +69,15 @@ class Progress:
         self.lock = threading.Lock()
         self.drawn = 0
         self.width = max(len(j.variant) for j in jobs) if jobs else 10
+        self.env_width = max(len(j.entry.environment) for j in jobs) if jobs else 10
         self._stop = threading.Event()
         if self.tty:
             threading.Thread(target=self._tick, daemon=True).start()
 
     def _line(self, j: Job) -> str:
         extra = f"  {j.error}" if j.error and j.state == "failed" else ""
-        return f"  {j.variant:<{self.width}}  {j.entry.environment:<15} {j.state:<15} {j.elapsed:6.1f} s{extra}"
+        return (f"  {j.variant:<{self.width}}  {j.entry.environment:<{self.env_width}}  {j.state:<15} "
+                f"{j.elapsed:6.1f} s{extra}")
 
     def set(self, job: Job, state: str) -> None:
         with self.lock:
@@ -221,7 +225,7 @@ class Runner:
                 return
             progress.set(job, "preparing image")
             t0 = time.monotonic()
-            ref, built = images.ensure(self.engine, entry.env.image, job.log)
+            ref, built = images.ensure(self.engine, entry.env.image, job.log, platform=platform(entry.env.arch))
             job.timings["image"] = time.monotonic() - t0
             self._build_in_container(job, progress, ref)
             target = self.out / entry.variant
@@ -252,13 +256,15 @@ class Runner:
                 cmd += ["--stable-abi", entry.stable_abi]
             if self.options.get("cuda_archs"):
                 cmd += ["--cuda-archs", ",".join(self.options["cuda_archs"])]
-            if self.engine.run(ref, cmd, mounts, env, job.log) != 0 or not (stage / v / "metadata.json").is_file():
+            plat = platform(entry.env.arch)
+            if self.engine.run(ref, cmd, mounts, env, job.log, platform=plat) != 0 or \
+                    not (stage / v / "metadata.json").is_file():
                 raise CompileError(f"{v}: build failed: {_inner_error(job.log)} (log: {job.log})")
             job.timings["build"] = time.monotonic() - t0
             progress.set(job, "checking")
             t0 = time.monotonic()
             check = ["sh", "-c", _ENTRY, "kb", IMAGE_PYTHON, "-m", "kernel_builder", "check", f"{OUT}/{v}", "--no-abi"]
-            if self.engine.run(ref, check, mounts, env, job.log) != 0:
+            if self.engine.run(ref, check, mounts, env, job.log, platform=plat) != 0:
                 raise CheckFailed(f"{v}: check in its image failed: {_inner_error(job.log)} (log: {job.log})")
             problems = check_variant(stage / v, import_check=False, abi_check=True)  # manylinux_2_28, abi3: here
             if problems:

@@ -126,13 +126,20 @@ class Engine:
         if self.image_exists(ref):
             return
         why = self.pull(ref)
-        if why is not None:
-            raise EnvironmentProblem(f"base image {ref} is neither local nor pullable ({why}); make a Debian one "
-                                     f"with `{MAKE_BASE}` and pass --base-image local/debian:bookworm")
+        if why is None:
+            return
+        if ref.startswith("quay.io/ascend/"):
+            fix = (f"pull it where quay.io is reachable (`{self.name} pull {ref}`) and bring it here with "
+                   f"`{self.name} save {ref} | {self.name} load`")
+        else:
+            fix = f"make a Debian one with `{MAKE_BASE}` and pass --base-image local/debian:bookworm"
+        raise EnvironmentProblem(f"base image {ref} is neither local nor pullable ({why}); {fix}")
 
     def build(self, context: Path, tag: str, build_args: dict[str, str], secrets: dict[str, Path],
-              labels: dict[str, str], log: Path) -> None:
+              labels: dict[str, str], log: Path, platform: str | None = None) -> None:
         args = ["build", "--network", "host", "-t", tag, "-f", str(context / "Dockerfile")]
+        if platform:
+            args += ["--platform", platform]
         for k, v in build_args.items():
             args += ["--build-arg", f"{k}={v}"]
         for k, v in labels.items():
@@ -156,9 +163,11 @@ class Engine:
             raise EnvironmentProblem(_explain(self.name, _last_error(text), f"building image {tag}") + f" (log: {log})")
 
     def run(self, image: str, command: list[str], mounts: list[Mount], env: dict[str, str], log: Path,
-            workdir: str = "/tmp") -> int:
+            workdir: str = "/tmp", platform: str | None = None) -> int:
         """Run `command` in a fresh container as the invoking user; output appended to `log`."""
         args = ["run", "--rm", "--network", "host", "-w", workdir] + self.user_args()
+        if platform:
+            args += ["--platform", platform]
         for m in mounts:
             args += ["--mount", m.arg()]
         for k, v in env.items():

@@ -41,6 +41,7 @@ class Host:
     arch: str
     os: str
     probed: bool = True  # False: described by the build matrix, not this machine (no nvcc to ask)
+    cann_version: str | None = None  # a matrix row's CANN ("8.5.0"); a probed host reads its toolkit instead
 
     @property
     def torch_mm(self) -> tuple[int, int]:

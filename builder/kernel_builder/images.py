@@ -132,7 +132,8 @@ def _lock_for(ref: str) -> threading.Lock:
         return _locks.setdefault(ref, threading.Lock())
 
 
-def ensure(engine: Engine, image: Image, log: Path, rebuild: bool = False) -> tuple[str, bool]:
+def ensure(engine: Engine, image: Image, log: Path, rebuild: bool = False,
+           platform: str | None = None) -> tuple[str, bool]:
     """(tag, built now). Several variants of one image wait for one build (threads share the lock)."""
     ref = tag(image)
     # threads of this process share one lock per tag; other kernel-builder processes (CI jobs on one
@@ -153,7 +154,7 @@ def ensure(engine: Engine, image: Image, log: Path, rebuild: bool = False) -> tu
             build_args = {"BASE_IMAGE": image.base, "PYTHON": image.python, "PIP_PACKAGES": " ".join(image.pip),
                           "CUDA_WHEEL_HOME": image.cuda_home or ""}
             labels = {LABEL: image.name, INPUTS_LABEL: json.dumps(inputs(image), sort_keys=True)}
-            engine.build(ctx, ref, build_args, secrets, labels, log)
+            engine.build(ctx, ref, build_args, secrets, labels, log, platform)
         return ref, True
 
 

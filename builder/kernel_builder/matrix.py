@@ -25,7 +25,7 @@ else:  # pragma: no cover
 
 MATRIX_FILE = Path(__file__).with_name("matrix.toml")
 IMAGE_KEYS = {"python", "pip", "cuda-home", "base"}
-ENV_KEYS = {"torch", "backend", "cuda", "image", "arch", "os"}
+ENV_KEYS = {"torch", "backend", "cuda", "cann", "torch-npu", "image", "arch", "os"}
 # Where the toolchain lives inside every image (the Dockerfile makes these paths).
 IMAGE_PYTHON = "/opt/venv/bin/python"
 IMAGE_CUDA_HOME = "/opt/cuda"
@@ -49,18 +49,27 @@ class Env:
     arch: str
     os: str
     cuda: str | None = None
+    cann: str | None = None  # "8.5.0": the toolkit of the image (cann rows)
+    torch_npu: str | None = None
 
     @property
     def label(self) -> str:
-        """A short name for progress lines and logs: torch211-cu130, torch213-cpu."""
+        """A short name for progress lines and logs: torch211-cu130, torch213-cpu, torch29-cann85-aarch64."""
         maj, mnr = self.torch.split(".")[:2]
-        return f"torch{maj}{mnr}-{backend_string(self.backend, self.cuda) if self.backend != 'cann' else 'cann'}"
+        version = self.cuda
+        if self.cann:
+            from .cann_versions import cann_mm
+
+            version = "%d.%d" % cann_mm(self.cann)
+        label = f"torch{maj}{mnr}-{backend_string(self.backend, version)}"
+        return label if self.arch == "x86_64" else f"{label}-{self.arch}"
 
     def host(self) -> Host:
         """The Host this environment is inside its image (never probed: the image may not exist yet)."""
         return Host(python=IMAGE_PYTHON, torch_version=self.torch, cxx11_abi=True, torch_cuda=self.cuda,
                     nvcc=f"{IMAGE_CUDA_HOME}/bin/nvcc" if self.cuda else None, nvcc_version=self.cuda,
-                    cuda_home=IMAGE_CUDA_HOME if self.cuda else None, arch=self.arch, os=self.os, probed=False)
+                    cuda_home=IMAGE_CUDA_HOME if self.cuda else None, arch=self.arch, os=self.os, probed=False,
+                    cann_version=self.cann)
 
 
 @dataclass(frozen=True)
@@ -97,9 +106,9 @@ def load(path: Path | None = None, base_override: str | None = None) -> Matrix:
         pip = t.get("pip")
         if not isinstance(pip, list) or not pip or not all(isinstance(p, str) and p for p in pip):
             raise ConfigError(path, f"{where}.pip", "must be a non-empty list of requirements, torch first")
-        if not pip[0].startswith("torch=="):
+        if not pip[0].startswith("torch=="):  # options such as --extra-index-url=... may follow
             raise ConfigError(path, f"{where}.pip", f"the first requirement must pin torch (got {pip[0]!r})")
-        base = base_override or t.get("base") or default_base
+        base = t.get("base") or base_override or default_base  # an image's own base (CANN) is never overridden
         images[name] = Image(name, t["python"], tuple(pip), base, t.get("cuda-home"))
     envs = []
     for i, t in enumerate(data.get("env") or []):
@@ -117,7 +126,7 @@ def load(path: Path | None = None, base_override: str | None = None) -> Matrix:
         image = images.get(t["image"])
         if image is None:
             raise ConfigError(path, f"{where}.image", f"no [image.{t['image']}] table (have: {', '.join(images)})")
-        pinned = image.pip[0].split("==", 1)[1].split("+")[0]
+        pinned = image.pip[0].split("==", 1)[1].split("+")[0].split(";")[0].strip()
         if pinned != t["torch"]:
             raise ConfigError(path, f"{where}.torch", f"{t['torch']} but image {image.name} installs torch {pinned}")
         cuda = t.get("cuda")
@@ -128,7 +137,25 @@ def load(path: Path | None = None, base_override: str | None = None) -> Matrix:
                 raise ConfigError(path, f"{where}.image", f"image {image.name} has no cuda-home: it cannot build CUDA")
         elif cuda is not None:
             raise ConfigError(path, f"{where}.cuda", f"only cuda rows name a CUDA version (this row is {t['backend']})")
-        envs.append(Env(i, t["torch"], t["backend"], image, t["arch"], t["os"], cuda))
+        cann, npu = t.get("cann"), t.get("torch-npu")
+        if t["backend"] == "cann":
+            from .cann_versions import CannVersionError, cann_mm
+
+            if not isinstance(cann, str):
+                raise ConfigError(path, f"{where}.cann", "a cann row names its toolkit's version, e.g. \"8.5.0\"")
+            try:
+                cann_mm(cann)
+            except CannVersionError as e:
+                raise ConfigError(path, f"{where}.cann", str(e)) from None
+            if not isinstance(npu, str) or not any(p.startswith(f"torch-npu=={npu}") for p in image.pip):
+                raise ConfigError(path, f"{where}.torch-npu", f"must name the torch-npu that image {image.name} "
+                                  f"installs (got {npu!r})")
+        elif cann is not None or npu is not None:
+            raise ConfigError(path, f"{where}.{'cann' if cann is not None else 'torch-npu'}",
+                              f"only cann rows name CANN / torch-npu (this row is {t['backend']})")
+        if t["arch"] not in ("x86_64", "aarch64"):
+            raise ConfigError(path, f"{where}.arch", f"must be x86_64 or aarch64 (got {t['arch']!r})")
+        envs.append(Env(i, t["torch"], t["backend"], image, t["arch"], t["os"], cuda, cann, npu))
     return Matrix(path, default_base, images, tuple(envs))
 
 
@@ -225,7 +252,9 @@ def pick(entries: list[Entry], patterns: list[str] | None) -> list[Entry]:
     return chosen
 
 
-def with_base(matrix: Matrix, base: str) -> Matrix:
-    images = {n: replace(i, base=base) for n, i in matrix.images.items()}
-    envs = tuple(replace(e, image=images[e.image.name]) for e in matrix.envs)
-    return replace(matrix, default_base=base, images=images, envs=envs)
+def platform(arch: str) -> str | None:
+    """The engine's --platform for an environment of another CPU arch (emulated: needs binfmt/qemu)."""
+    import platform as _p
+
+    here = {"AMD64": "x86_64", "arm64": "aarch64"}.get(_p.machine(), _p.machine())
+    return None if arch == here else {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[arch]
