@@ -4,22 +4,29 @@
 Builds nothing: point it at build outputs (directories holding variant
 directories such as ``torch214-cxx11-cu130-x86_64-linux/``)::
 
-    kernel-builder build kernels_src/activation --out /tmp/kb/activation
-    kernel-builder build kernels_src/rmsnorm --out /tmp/kb/rmsnorm
-    python scripts/bench_kernels.py --build-dir /tmp/kb            # all found, by sub-directory
-    python scripts/bench_kernels.py --build-dir rotary=/tmp/kb/rotary --rotary-head-dim 128 --rotary-gqa 4
-    python scripts/bench_kernels.py --build-dir activation=/tmp/kb/activation --dtypes bf16,fp16
-    python scripts/bench_kernels.py --build-dir /tmp/kb --graph       # small shapes, CUDA graph replay
-    python scripts/bench_kernels.py --build-dir /tmp/kb --compile --csv bench.csv
+    kernel-builder build kernels_src/activation --out /tmp/kb/activation   # (and rmsnorm, rotary)
+    python scripts/bench_kernels.py --build-dir /tmp/kb --csv bench.csv --png bench.png   # default grid
+    python scripts/bench_kernels.py --build-dir /tmp/kb --full --dtypes bf16 --ops rms_norm   # full grid, filtered
+    python scripts/bench_kernels.py --build-dir /tmp/kb --shapes 4096x8192 --no-compile --no-small
 
-For every op and shape it times our kernel against torch eager (and
-``torch.compile`` of the same eager code with ``--compile``): median of many
-runs measured with CUDA events, inputs rotated over enough buffer sets to not
-sit in L2. Before and after timing, our output is poisoned with NaN, recomputed
-and checked against eager (computed in float32). The device's copy bandwidth
-(``dst.copy_(src)`` of a large tensor, bytes read + written) is measured in the
-same run, and each op's bandwidth (the bytes it must read and write) is given
-as a percentage of it.
+Every measured point times our op (loaded with ``kernels.get_local_kernel``)
+against torch eager (the code a model runs without the kernel) and
+``torch.compile`` of that same eager code (``--no-compile`` skips it): median of
+many runs with CUDA events, inputs rotated over enough buffer sets (4x the L2)
+not to sit in L2. Before and after timing our output is poisoned with NaN,
+recomputed and checked against eager computed in float32. The copy bandwidth
+(``dst.copy_(src)`` of 1 GiB, bytes read + written) is measured in the same
+run and each op's bandwidth (bytes it must read and write) is given as a
+percentage of it.
+
+Grids: the default is a representative grid of <= 60 points (every op in bf16
+at 16x4096, 2048x4096, 4096x8192 and 8192x14336; Qwen3-0.6B's shapes; fp16 and
+fp32 at the largest) that runs in a few minutes; ``--full`` is tokens {1, 16,
+128, 512, 2048, 8192, 32768} x hidden {128, 1024, 2048, 4096, 5120, 8192,
+14336} x dtypes, far too long for one 10-minute device call (filter it with
+``--ops`` / ``--dtypes``). Small shapes (tokens <= 16) are launch-bound; the
+"small" section (``--no-small`` skips it) times them as plain launches and
+under CUDA graph replay, next to an empty kernel launch measured the same way.
 
 Shapes are ``tokens x hidden``; for gated activations (``*_and_mul``) hidden is
 the output width, the input is ``tokens x 2*hidden``. For ``rotary`` (vs
@@ -29,8 +36,13 @@ times fewer heads, both laid out as transformers makes them (the transpose of a
 ``[1, tokens, heads, head_dim]`` projection), cos/sin are ``[1, tokens,
 head_dim]``; bytes = read q, k, cos, sin + write q_out, k_out.
 
-Without a GPU it runs on the CPU (wall-clock timing) so the script itself can
-be smoke-tested; those numbers are not meaningful benchmarks.
+At the end the targets are checked: >= 90 % of the copy bandwidth for points
+moving >= 64 MB, at least as fast as torch.compile everywhere (worst ratio),
+small shapes within 1.2x of an empty launch. ``--csv`` writes every row;
+``--png`` plots them (scripts/plot_bench.py).
+
+Without a GPU it runs on the CPU (wall-clock timing, no compile) so the script
+itself can be smoke-tested; those numbers are not meaningful benchmarks.
 """
 
 from __future__ import annotations
@@ -49,8 +61,33 @@ import torch
 import torch.nn.functional as F
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-DEFAULT_SHAPES = "16x4096,512x4096,4096x8192,8192x14336"
-DEFAULT_GRAPH_SHAPES = "1x4096,16x4096,64x4096,256x4096"
+FULL_TOKENS = (1, 16, 128, 512, 2048, 8192, 32768)
+FULL_HIDDEN = (128, 1024, 2048, 4096, 5120, 8192, 14336)
+ALL_OPS = ("silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul", "silu", "gelu", "gelu_tanh", "gelu_fast",
+           "gelu_quick", "rms_norm", "fused_add_rms_norm", "rotary")
+MAIN_SHAPES = ((16, 4096), (2048, 4096), (4096, 8192), (8192, 14336))
+
+
+def default_grid() -> list[tuple[str, int, int, str]]:
+    """The representative grid: (op, tokens, hidden, dtype), <= 60 points."""
+    pts = [(op, t, h, "bf16") for op in ALL_OPS for t, h in MAIN_SHAPES]  # 44
+    # Qwen3-0.6B prefill 8 x 2048 tokens: q_norm/k_norm rows (128 wide), hidden 1024, MLP 3072.
+    pts += [("rms_norm", 16384 * 16, 128, "bf16"), ("rms_norm", 16384, 1024, "bf16"),
+            ("fused_add_rms_norm", 16384, 1024, "bf16"), ("silu_and_mul", 16384, 3072, "bf16"),
+            ("rotary", 16384, 2048, "bf16")]  # q 16 heads x 128, k 8 heads (QWEN3_ROTARY_GQA)
+    for dt in ("fp16", "fp32"):
+        pts += [(op, 8192, 14336, dt) for op in ("silu_and_mul", "gelu_and_mul", "rms_norm", "fused_add_rms_norm",
+                                                  "rotary")]
+    return pts  # 59
+
+
+def full_grid(dtypes: list[str]) -> list[tuple[str, int, int, str]]:
+    return [(op, t, h, dt) for dt in dtypes for op in ALL_OPS for h in FULL_HIDDEN for t in FULL_TOKENS]
+
+
+SMALL_SHAPES = ((1, 4096), (16, 4096))
+# Qwen3-0.6B: 16 query heads, 8 key/value heads; the rotary point at hidden 2048 uses that ratio.
+QWEN3_ROTARY_GQA = {2048: 2}
 CHECK_TOL = {torch.float32: (1e-4, 1e-5), torch.float16: (2e-3, 1e-3), torch.bfloat16: (1.6e-2, 1e-2)}
 
 
@@ -338,17 +375,161 @@ def check(spec: OpSpec, kernel, outs, ins, dtype) -> bool:
     return all(torch.allclose(o.float(), e.to(dtype).float(), rtol=rtol, atol=atol) for o, e in zip(outs, expected))
 
 
+def _dname(dtype) -> str:
+    return next(k for k, v in DTYPES.items() if v == dtype)
+
+
+class Runner:
+    def __init__(self, args, timer: Timer, device: str, loaded: dict, specs: dict, rotate_bytes: float,
+                 copy_gbs: float):
+        self.args, self.timer, self.device, self.loaded, self.specs = args, timer, device, loaded, specs
+        self.rotate_bytes, self.copy_gbs = rotate_bytes, copy_gbs
+
+    def _sets(self, spec, t, h, dtype, moved, max_sets=1024):
+        n_sets = max(2, min(max_sets, math.ceil(self.rotate_bytes / max(moved, 1))))
+        return [(spec.make_inputs(t, h, dtype, self.device), spec.make_outputs(t, h, dtype, self.device))
+                for _ in range(n_sets)]
+
+    def _compiled(self, spec):
+        torch._dynamo.reset()  # one shape per compile: no recompile limit, no dynamic shapes
+        return torch.compile(spec.eager, dynamic=False)
+
+    def point(self, name, t, h, dtype, gqa=None):
+        """One grid point: ours, eager, compile. Returns a row dict or None (skipped)."""
+        spec = self.specs[name]
+        kernel = self.loaded[spec.kernel]
+        ROTARY["gqa"] = gqa or self.args.rotary_gqa
+        if spec.kernel == "rotary" and h % ROTARY["head_dim"]:
+            return None
+        es = torch.empty((), dtype=dtype).element_size()
+        moved = spec.bytes_moved(t, h, es)
+        sets = self._sets(spec, t, h, dtype, moved)
+        ok = check(spec, kernel, sets[0][1], sets[0][0], dtype)
+        ours = [lambda ins=ins, outs=outs: spec.call(kernel, outs, ins) for ins, outs in sets]
+        eager = [lambda ins=ins: spec.eager(*ins) for ins, _ in sets]
+        it, wu = self.args.iters, self.args.warmup
+        us_ours = self.timer.median_us(ours, wu, it)
+        us_eager = self.timer.median_us(eager, wu, it)
+        us_compile = None
+        if self.args.compile:
+            compiled = self._compiled(spec)
+            comp = [lambda ins=ins: compiled(*ins) for ins, _ in sets]
+            us_compile = self.timer.median_us(comp, wu, it)
+        ok = ok and check(spec, kernel, sets[-1][1], sets[-1][0], dtype)
+        del sets, ours, eager
+        if self.timer.cuda:
+            torch.cuda.empty_cache()
+        gbs = moved / (us_ours * 1e-6) / 1e9
+        row = {
+            "op": name, "shape": f"{t}x{h}", "tokens": t, "hidden": h, "dtype": _dname(dtype),
+            "MB": round(moved / 1e6, 2),
+            "us_ours": round(us_ours, 2), "us_eager": round(us_eager, 2),
+            "us_compile": round(us_compile, 2) if us_compile is not None else "",
+            "GB/s_ours": round(gbs, 1), "%copy_bw": round(100 * gbs / self.copy_gbs, 1),
+            "GB/s_eager": round(moved / (us_eager * 1e-6) / 1e9, 1),
+            "GB/s_compile": round(moved / (us_compile * 1e-6) / 1e9, 1) if us_compile else "",
+            "vs_eager": round(us_eager / us_ours, 2),
+            "vs_compile": round(us_compile / us_ours, 2) if us_compile else "",
+            "check": "ok" if ok else "FAIL",
+        }
+        return row
+
+    def small(self, name, t, h, dtype, empty_plain, empty_graph):
+        """Launch-bound shapes: plain launches and CUDA graph replay, vs an empty launch."""
+        spec = self.specs[name]
+        kernel = self.loaded[spec.kernel]
+        ROTARY["gqa"] = self.args.rotary_gqa
+        if spec.kernel == "rotary" and h % ROTARY["head_dim"]:
+            return None
+        es = torch.empty((), dtype=dtype).element_size()
+        moved = spec.bytes_moved(t, h, es)
+        sets = self._sets(spec, t, h, dtype, moved, max_sets=64)
+        ok = check(spec, kernel, sets[0][1], sets[0][0], dtype)
+        ours = [lambda ins=ins, outs=outs: spec.call(kernel, outs, ins) for ins, outs in sets]
+        eager = [lambda ins=ins: spec.eager(*ins) for ins, _ in sets]
+        it, wu = self.args.iters, self.args.warmup
+        row = {"op": name, "shape": f"{t}x{h}", "tokens": t, "hidden": h, "dtype": _dname(dtype),
+               "MB": round(moved / 1e6, 3),
+               "us_ours": round(self.timer.median_us(ours, wu, it), 2),
+               "us_eager": round(self.timer.median_us(eager, wu, it), 2),
+               "us_empty": round(empty_plain, 2)}
+        if self.timer.cuda:
+            row["graph_us_ours"] = round(self.timer.graph_median_us(ours, replays=max(20, it // 5)), 2)
+            row["graph_us_eager"] = round(self.timer.graph_median_us(eager, replays=max(20, it // 5)), 2)
+            row["graph_us_empty"] = round(empty_graph, 2)
+        row["vs_empty"] = round(row["us_ours"] / empty_plain, 2)
+        if "graph_us_ours" in row:
+            row["graph_vs_empty"] = round(row["graph_us_ours"] / empty_graph, 2)
+        row["check"] = "ok" if ok and check(spec, kernel, sets[-1][1], sets[-1][0], dtype) else "FAIL"
+        return row
+
+
+def empty_launch_us(timer: Timer, iters: int) -> tuple[float, float]:
+    """An empty kernel launch (torch.cuda._sleep(0): one kernel, no work) as plain launches and in a graph."""
+    if not timer.cuda:
+        return float("nan"), float("nan")
+    fns = [lambda: torch.cuda._sleep(0)] * 16
+    return timer.median_us(fns, 20, iters), timer.graph_median_us(fns, replays=max(20, iters // 5))
+
+
+def _fmt(v, spec):
+    return format(v, spec) if isinstance(v, (int, float)) else str(v).rjust(int(spec.split(".")[0]) if spec[0].isdigit() else 0)
+
+
+def print_row(row, compile_: bool):
+    print(f"{row['op']:<19} {row['shape']:>12} {row['dtype']:>5} {row['MB']:9.1f} {row['us_ours']:9.1f} "
+          f"{row['us_eager']:9.1f} " + (f"{_fmt(row['us_compile'], '9.1f')} " if compile_ else "")
+          + f"{row['GB/s_ours']:8.0f} {row['%copy_bw']:5.1f}% {row['vs_eager']:6.2f}x "
+          + (f"{_fmt(row['vs_compile'], '6.2f')}x " if compile_ else "") + f"{row['check']:>5}", flush=True)
+
+
+def summarize(rows, small_rows, copy_gbs, compile_: bool) -> list[str]:
+    lines = ["", "targets:"]
+    big = [r for r in rows if r["MB"] >= 64]
+    if big:
+        miss = [r for r in big if r["%copy_bw"] < 90]
+        worst = min(big, key=lambda r: r["%copy_bw"])
+        lines.append(f"  >= 90% of copy bandwidth ({copy_gbs:.0f} GB/s) at >= 64 MB: {len(big) - len(miss)}/{len(big)} "
+                     f"points; lowest {worst['%copy_bw']}% ({worst['op']} {worst['shape']} {worst['dtype']})")
+        for r in miss:
+            lines.append(f"    below: {r['op']} {r['shape']} {r['dtype']}: {r['%copy_bw']}%")
+    if compile_:
+        cmp_rows = [r for r in rows if r.get("vs_compile") not in ("", None)]
+        if cmp_rows:
+            worst = min(cmp_rows, key=lambda r: r["vs_compile"])
+            slower = [r for r in cmp_rows if r["vs_compile"] < 1.0]
+            lines.append(f"  >= torch.compile: {len(cmp_rows) - len(slower)}/{len(cmp_rows)} points; worst ratio "
+                         f"{worst['vs_compile']}x ({worst['op']} {worst['shape']} {worst['dtype']})")
+            for r in slower:
+                lines.append(f"    slower: {r['op']} {r['shape']} {r['dtype']}: {r['vs_compile']}x")
+    if small_rows:
+        w = max(small_rows, key=lambda r: r["vs_empty"])
+        n = sum(r["vs_empty"] <= 1.2 for r in small_rows)
+        lines.append(f"  small shapes <= 1.2x an empty launch (plain launches): {n}/{len(small_rows)}; worst "
+                     f"{w['vs_empty']}x ({w['op']} {w['shape']})")
+        g = [r for r in small_rows if "graph_vs_empty" in r]
+        if g:
+            w = max(g, key=lambda r: r["graph_vs_empty"])
+            n = sum(r["graph_vs_empty"] <= 1.2 for r in g)
+            lines.append(f"  small shapes <= 1.2x an empty launch (CUDA graph replay): {n}/{len(g)}; worst "
+                         f"{w['graph_vs_empty']}x ({w['op']} {w['shape']})")
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build-dir", action="append", required=True,
                    help="NAME=PATH (NAME: activation, rmsnorm, rotary) or a directory with any of "
                         "activation/, rmsnorm/, rotary/; repeatable")
-    p.add_argument("--dtypes", default="bf16", help="comma list of bf16, fp16, fp32 (default bf16)")
-    p.add_argument("--shapes", default=None,
-                   help=f"comma list of TOKENSxHIDDEN (default {DEFAULT_SHAPES}; with --graph {DEFAULT_GRAPH_SHAPES})")
+    p.add_argument("--full", action="store_true", help="the full grid (tokens x hidden x dtypes; filter with "
+                                                        "--ops/--dtypes)")
+    p.add_argument("--dtypes", default=None, help="comma list of bf16, fp16, fp32 (filters the default grid; "
+                                                  "--full/--shapes default: bf16,fp16,fp32 / bf16)")
+    p.add_argument("--shapes", default=None, help="comma list of TOKENSxHIDDEN instead of the default grid")
     p.add_argument("--ops", default=None, help="comma list of op names to run (default: all)")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile of the eager code")
-    p.add_argument("--graph", action="store_true", help="time under CUDA graph replay (no launch overhead); small shapes by default")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
+    p.add_argument("--no-small", dest="small", action="store_false",
+                   help="skip the small-shape section (plain launches + CUDA graph replay)")
     p.add_argument("--iters", type=int, default=200, help="timed runs per measurement (default 200)")
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rotate-bytes", type=float, default=None,
@@ -356,120 +537,129 @@ def main(argv=None) -> int:
     p.add_argument("--copy-bytes", type=int, default=1 << 30, help="tensor size for the copy-bandwidth measurement")
     p.add_argument("--rotary-head-dim", type=int, default=128, help="rotary: head_dim (default 128)")
     p.add_argument("--rotary-gqa", type=int, default=4, help="rotary: q heads per k head (default 4)")
-    p.add_argument("--csv", type=Path, default=None, help="write the rows to this CSV file")
+    p.add_argument("--csv", type=Path, default=None, help="write the rows to this CSV file (small shapes: "
+                                                          "NAME-small.csv beside it)")
+    p.add_argument("--png", type=Path, default=None, help="plot the rows (scripts/plot_bench.py, needs matplotlib)")
     p.add_argument("--device", default=None, help="default cuda if available, else cpu (smoke test only)")
     args = p.parse_args(argv)
 
     import kernels
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.graph and not device.startswith("cuda"):
-        raise SystemExit("--graph needs a CUDA device")
     if not device.startswith("cuda"):
         print("warning: no CUDA device; timing on the CPU (a smoke test of this script, not a benchmark)",
               file=sys.stderr)
         args.copy_bytes = min(args.copy_bytes, 64 << 20)
         args.iters = min(args.iters, 10)
         args.warmup = min(args.warmup, 2)
+        args.compile = False
     timer = Timer(device)
     ROTARY.update(head_dim=args.rotary_head_dim, gqa=args.rotary_gqa)
-    dtypes = [DTYPES[d.strip()] for d in args.dtypes.split(",")]
-    shapes = parse_shapes(args.shapes or (DEFAULT_GRAPH_SHAPES if args.graph else DEFAULT_SHAPES))
     wanted = set(args.ops.split(",")) if args.ops else None
 
     build_dirs = parse_build_dirs(args.build_dir)
     loaded = {name: kernels.get_local_kernel(path) for name, path in build_dirs.items()}
     all_specs = _act_specs() + _norm_specs() + (_rotary_specs() if "rotary" in loaded else [])
-    specs = [s for s in all_specs if s.kernel in loaded and (wanted is None or s.name in wanted)]
+    specs = {s.name: s for s in all_specs if s.kernel in loaded and (wanted is None or s.name in wanted)}
     if not specs:
         raise SystemExit("nothing to run (no kernel loaded or --ops matched nothing)")
+
+    if args.full:
+        dts = (args.dtypes or "bf16,fp16,fp32").split(",")
+        grid = [(o, t, h, d, None) for o, t, h, d in full_grid(dts)]
+    elif args.shapes:
+        dts = (args.dtypes or "bf16").split(",")
+        grid = [(o, t, h, d, None) for d in dts for t, h in parse_shapes(args.shapes) for o in ALL_OPS]
+    else:
+        dts = args.dtypes.split(",") if args.dtypes else None
+        grid = [(o, t, h, d, QWEN3_ROTARY_GQA.get(h) if o == "rotary" and t == 16384 else None)
+                for o, t, h, d in default_grid() if dts is None or d in dts]
+    grid = [g for g in grid if g[0] in specs]
 
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(device)
         l2 = int(getattr(props, "L2_cache_size", 50 << 20) or (50 << 20))
-        dev_name = props.name
+        dev_name = f"{props.name} ({props.multi_processor_count} SMs, {l2 >> 20} MiB L2)"
     else:
         l2 = 32 << 20
         dev_name = "cpu"
     rotate_bytes = args.rotate_bytes or 4 * l2
     copy_gbs = copy_bandwidth_gbs(timer, device, args.copy_bytes)
-    mode = "CUDA graph replay" if args.graph else "eager launches, CUDA events" if timer.cuda else "CPU wall clock"
+    mode = "CUDA events, plain launches" if timer.cuda else "CPU wall clock"
     print(f"device: {dev_name}; torch {torch.__version__}; timing: {mode}, median of {args.iters}")
     print(f"copy bandwidth: {copy_gbs:.0f} GB/s (copy_ of {args.copy_bytes / 2**20:.0f} MiB, read + write)")
     for name, k in loaded.items():
         print(f"{name}: {k.__name__} from {build_dirs[name]}")
+    print(f"{len(grid)} points" + (" + torch.compile" if args.compile else ""))
     print()
+    runner = Runner(args, timer, device, loaded, specs, rotate_bytes, copy_gbs)
+    t_start = time.perf_counter()
 
     rows = []
-    header = ["op", "shape", "dtype", "us_ours", "us_eager"] + (["us_compile"] if args.compile else []) + [
-        "GB/s_ours", "%copy_bw", "speedup_vs_eager", "check"]
-    print(f"{'op':<20} {'shape':>11} {'dtype':>5} {'µs ours':>9} {'µs eager':>9}"
-          + (f" {'µs compile':>10}" if args.compile else "")
-          + f" {'GB/s ours':>9} {'%copy':>6} {'speedup':>8} {'check':>6}")
-    for dtype in dtypes:
-        dname = next(k for k, v in DTYPES.items() if v == dtype)
-        es = torch.empty((), dtype=dtype).element_size()
-        for t, h in shapes:
-            for spec in specs:
-                kernel = loaded[spec.kernel]
-                if spec.kernel == "rotary" and h % ROTARY["head_dim"]:
-                    print(f"{spec.name:<20} {t}x{h}: skipped (hidden not a multiple of head_dim "
-                          f"{ROTARY['head_dim']})")
+    csv_file = csv_writer = None
+    if args.csv:  # written row by row: a run stopped early keeps what it measured
+        csv_file = open(args.csv, "w", newline="")
+    print(f"{'op':<19} {'shape':>12} {'dtype':>5} {'MB':>9} {'µs ours':>9} {'µs eager':>9} "
+          + (f"{'µs compile':>9} " if args.compile else "")
+          + f"{'GB/s':>8} {'%copy':>6} {'/eager':>7} " + (f"{'/compile':>7} " if args.compile else "") + "check")
+    for name, t, h, dt, gqa in grid:
+        row = runner.point(name, t, h, DTYPES[dt], gqa)
+        if row is None:
+            continue
+        rows.append(row)
+        print_row(row, args.compile)
+        if csv_file:
+            if csv_writer is None:
+                csv_writer = csv.DictWriter(csv_file, fieldnames=list(row.keys()))
+                csv_writer.writeheader()
+            csv_writer.writerow(row)
+            csv_file.flush()
+
+    small_rows = []
+    if args.small and not args.full:
+        empty_plain, empty_graph = empty_launch_us(timer, args.iters)
+        print(f"\nsmall shapes (launch-bound), bf16; empty kernel launch (torch.cuda._sleep(0)): "
+              f"{empty_plain:.2f} µs plain, {empty_graph:.2f} µs per kernel in a CUDA graph")
+        print(f"{'op':<19} {'shape':>8} {'µs ours':>8} {'eager':>8} "
+              + f"{'/empty':>7} | graph: {'ours':>6} {'eager':>6} {'/empty':>7} check")
+        for t, h in SMALL_SHAPES:
+            for name in specs:
+                if dts is not None and "bf16" not in dts:
                     continue
-                moved = spec.bytes_moved(t, h, es)
-                n_sets = max(2, min(1024, math.ceil(rotate_bytes / max(moved, 1))))
-                sets = []
-                for _ in range(n_sets):
-                    ins = spec.make_inputs(t, h, dtype, device)
-                    outs = spec.make_outputs(t, h, dtype, device)
-                    sets.append((ins, outs))
-                ok = check(spec, kernel, sets[0][1], sets[0][0], dtype)
+                row = runner.small(name, t, h, torch.bfloat16, empty_plain, empty_graph)
+                if row is None:
+                    continue
+                small_rows.append(row)
+                print(f"{name:<19} {row['shape']:>8} {row['us_ours']:8.2f} {row['us_eager']:8.2f} "
+                      + f"{row['vs_empty']:6.2f}x | "
+                      + (f"{row.get('graph_us_ours', float('nan')):12.2f} {row.get('graph_us_eager', float('nan')):6.2f} "
+                         f"{row.get('graph_vs_empty', float('nan')):6.2f}x " if timer.cuda else "")
+                      + row["check"], flush=True)
 
-                ours = [lambda ins=ins, outs=outs: spec.call(kernel, outs, ins) for ins, outs in sets]
-                eager = [lambda ins=ins: spec.eager(*ins) for ins, _ in sets]
-                if args.graph:
-                    us_ours = timer.graph_median_us(ours, replays=max(10, args.iters // 10))
-                    us_eager = timer.graph_median_us(eager, replays=max(10, args.iters // 10))
-                else:
-                    us_ours = timer.median_us(ours, args.warmup, args.iters)
-                    us_eager = timer.median_us(eager, args.warmup, args.iters)
-                us_compile = None
-                if args.compile:
-                    compiled = torch.compile(spec.eager, dynamic=False)
-                    comp = [lambda ins=ins: compiled(*ins) for ins, _ in sets]
-                    us_compile = timer.median_us(comp, args.warmup, args.iters)
-                ok = ok and check(spec, kernel, sets[-1][1], sets[-1][0], dtype)
-                del sets, ours, eager
-
-                gbs = moved / (us_ours * 1e-6) / 1e9
-                row = {
-                    "op": spec.name,
-                    "shape": f"{t}x{h}",
-                    "dtype": dname,
-                    "us_ours": round(us_ours, 2),
-                    "us_eager": round(us_eager, 2),
-                    "GB/s_ours": round(gbs, 1),
-                    "%copy_bw": round(100 * gbs / copy_gbs, 1),
-                    "speedup_vs_eager": round(us_eager / us_ours, 2),
-                    "check": "ok" if ok else "FAIL",
-                }
-                if args.compile:
-                    row["us_compile"] = round(us_compile, 2)
-                rows.append(row)
-                print(f"{spec.name:<20} {row['shape']:>11} {dname:>5} {us_ours:9.1f} {us_eager:9.1f}"
-                      + (f" {us_compile:10.1f}" if args.compile else "")
-                      + f" {gbs:9.0f} {row['%copy_bw']:5.1f}% {row['speedup_vs_eager']:7.2f}x {row['check']:>6}",
-                      flush=True)
-                if timer.cuda:
-                    torch.cuda.empty_cache()
+    lines = summarize(rows, small_rows, copy_gbs, args.compile)
+    lines.append(f"  wall time: {time.perf_counter() - t_start:.0f} s for {len(rows)} points + {len(small_rows)} small")
+    print("\n".join(lines))
 
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=header)
-            w.writeheader()
-            w.writerows(rows)
-        print(f"\nwrote {len(rows)} rows to {args.csv}")
-    failed = [r for r in rows if r["check"] != "ok"]
+        csv_file.close()
+        print(f"wrote {len(rows)} rows to {args.csv}")
+        if small_rows:
+            small_csv = args.csv.with_name(args.csv.stem + "-small.csv")
+            keys = list(dict.fromkeys(k for r in small_rows for k in r))
+            with open(small_csv, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=keys)
+                w.writeheader()
+                w.writerows(small_rows)
+            print(f"wrote {len(small_rows)} rows to {small_csv}")
+    if args.png and rows:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        try:
+            import plot_bench
+            plot_bench.plot(rows, args.png, title=f"{dev_name}, copy {copy_gbs:.0f} GB/s")
+            print(f"wrote {args.png}")
+        except ImportError as e:  # matplotlib missing: the CSV has everything
+            print(f"no plot: {e}", file=sys.stderr)
+    failed = [r for r in rows + small_rows if r["check"] != "ok"]
     if failed:
         print(f"\n{len(failed)} correctness check(s) FAILED", file=sys.stderr)
         return 1

@@ -57,6 +57,25 @@ SHAPES = [(1, 1), (3, 6), (3, 7), (5, 36), (2, 5, 33), (4, 1000), (64, 40), (2, 
 # uncached paths) and many rows (the narrow-block launch).
 ACT_SHAPES = SHAPES + [(2, 20000), (300, 64)]
 NORM_SHAPES = SHAPES + [(3, 8192), (2, 40000), (2, 10001), (300, 2048)]
+# More rows than the CUDA kernel's persistent grid holds at once (its row loop and the prefetch of the next
+# row run), with rows not a multiple of a block's rows: q_norm-like 128-wide rows (lane groups), 1024 and
+# 4096 wide (one block a row), 14336 (512 threads a row).
+NORM_MANY_ROWS = [(70001, 128), (20003, 1024), (2999, 4096), (1201, 14336)]
+
+
+@pytest.fixture(scope="session")
+def built_kernels(tmp_path_factory) -> dict:
+    """As conftest's: kernels_src/{activation,rmsnorm} built for this host. With KB_PREBUILT=DIR (holding
+    activation/, rmsnorm/): builds made beforehand (scripts/gpu_verify.sh builds once, for the GPU at hand)."""
+    pre = os.environ.get("KB_PREBUILT")
+    if pre:
+        return {name: Path(pre) / name for name in ("activation", "rmsnorm")}
+    from conftest import KERNELS_SRC, build_project
+
+    out = tmp_path_factory.mktemp("kernels_src_build")
+    for name in ("activation", "rmsnorm"):
+        build_project(KERNELS_SRC / name, out / name)
+    return {name: out / name for name in ("activation", "rmsnorm")}
 
 
 def _ids(shapes):
@@ -336,7 +355,7 @@ def _llama_norm(weight, eps):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape", NORM_SHAPES, ids=_ids(NORM_SHAPES))
+@pytest.mark.parametrize("shape", NORM_SHAPES + NORM_MANY_ROWS, ids=_ids(NORM_SHAPES + NORM_MANY_ROWS))
 def test_rms_norm_matches_reference(rmsnorm, shape, dtype):
     eps = 1e-6
     x = _randn(*shape, dtype=dtype, scale=2.0)
@@ -351,7 +370,8 @@ def test_rms_norm_matches_reference(rmsnorm, shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("shape", [(3, 7), (4, 1000), (2, 4096), (1, 8, 520), (2, 40000), (300, 2048)], ids=str)
+@pytest.mark.parametrize("shape", [(3, 7), (4, 1000), (2, 4096), (1, 8, 520), (2, 40000), (300, 2048),
+                                   (70001, 128), (2999, 4096), (1201, 14336)], ids=str)
 def test_fused_add_rms_norm(rmsnorm, shape, dtype):
     eps = 1e-5
     x = _randn(*shape, dtype=dtype, scale=2.0, seed=4)
@@ -384,6 +404,15 @@ def test_rms_norm_eps_and_in_place(rmsnorm):
     xi = x.clone()
     rmsnorm.rms_norm(xi, xi, w, 1e-6)
     torch.testing.assert_close(xi.double(), _rms_ref64(x, w, 1e-6), rtol=1e-5, atol=1e-7)
+    # in place over many rows (the CUDA kernel prefetches a block's next row before writing this one)
+    for shape in ((70001, 128), (2999, 4096)):
+        x = _randn(*shape, dtype=torch.bfloat16, scale=2.0, seed=11)
+        w = _randn(shape[-1], dtype=torch.bfloat16, scale=1.0, seed=12)
+        out = torch.empty_like(x)
+        rmsnorm.rms_norm(out, x, w, 1e-6)
+        xi = x.clone()
+        rmsnorm.rms_norm(xi, xi, w, 1e-6)
+        assert torch.equal(xi, out)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

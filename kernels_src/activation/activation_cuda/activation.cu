@@ -1,9 +1,11 @@
 // CUDA implementation of the activation kernels.
 //
 // Memory-bound elementwise kernels: every thread moves up to 16 bytes per
-// load/store. The vector width is chosen at launch from the alignment of the
-// pointers, row strides and row length (16, 8, 4 bytes, or one element), so
-// any shape and any (element-aligned) pointer works; fully contiguous unary
+// load/store and issues all loads of a step (kUnroll packs, twice that when
+// gated) before any math; one tile per block (no persistent grid: the
+// hardware block scheduler balances the tail). The vector width is chosen at
+// launch from the alignment of the pointers, row strides and row length (16,
+// 8, 4 bytes, or one element), so any shape and any (element-aligned) pointer works; fully contiguous unary
 // ops run as one flat array with a scalar tail. Math is done in float32.
 #include <ATen/ATen.h>
 // c10/cuda/CUDAStream.h gives the same current stream as
@@ -12,13 +14,13 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Half.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <type_traits>
@@ -58,6 +60,20 @@ __device__ __forceinline__ void store_pack(T* p, const Pack<T, N>& v) {
   *reinterpret_cast<Pack<T, N>*>(p) = v;
 }
 
+// float -> T, rounding to nearest even. For bfloat16 this is the hardware
+// conversion (one cvt.rn.bf16.f32): c10::BFloat16's own constructor rounds in
+// software (~6 integer instructions an element), which left the bf16 kernels
+// instruction-bound on an H200 (silu_and_mul 8192x14336: bf16 75 % of the
+// copy bandwidth against fp16 98 %, the same bytes).
+template <typename T>
+__device__ __forceinline__ T to_storage(float v) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    return c10::BFloat16(__float2bfloat16_rn(v));
+  } else {
+    return static_cast<T>(v);
+  }
+}
+
 // T is the storage type: float32 results keep the accurate (and slower) erf
 // GELU, 16-bit results take the fast one (see below).
 template <Activation A, typename T>
@@ -94,59 +110,97 @@ __device__ __forceinline__ float activate(float x) {
   }
 }
 
-// Rows are processed by blockDim.y rows of blockDim.x threads; each row of a
-// block walks its row in steps of blockDim.x packs. Grid-stride over rows.
-template <typename T, Activation A, int N, bool kGated>
-__global__ void __launch_bounds__(1024)
+// Packs each thread moves per step: all of a step's loads are issued before
+// any math or store, so every thread has U (gated: 2U) independent 16-byte
+// loads in flight (one load at a time left the bf16 gelu_and_mul ~22% under
+// the copy bandwidth on an H100).
+constexpr int kUnroll = 2;
+constexpr int kBlockThreads = 256;
+
+// Rows x packs: a block is blockDim.y rows by a chunk of blockDim.x * U packs
+// of the row (chunks along gridDim.y). One tile per block; the loops only
+// matter for grids larger than the launch limits.
+template <typename T, Activation A, int N, int U, bool kGated>
+__global__ void __launch_bounds__(kBlockThreads)
     act_rows_kernel(T* __restrict__ out, const T* __restrict__ in, int64_t rows,
                     int64_t d, int64_t in_stride, int64_t out_stride) {
   const int64_t npacks = d / N;  // launch guarantees d % N == 0
+  const int64_t chunk = static_cast<int64_t>(blockDim.x) * U;
   const int64_t row_step = static_cast<int64_t>(gridDim.x) * blockDim.y;
   for (int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
        row < rows; row += row_step) {
     const T* x = in + row * in_stride;
     T* o = out + row * out_stride;
-    for (int64_t i = threadIdx.x; i < npacks; i += blockDim.x) {
-      const Pack<T, N> a = load_pack<T, N>(x + i * N);
-      Pack<T, N> r;
-      if constexpr (kGated) {
-        const Pack<T, N> b = load_pack<T, N>(x + d + i * N);
+    for (int64_t c0 = static_cast<int64_t>(blockIdx.y) * chunk + threadIdx.x;
+         c0 < npacks; c0 += static_cast<int64_t>(gridDim.y) * chunk) {
+      Pack<T, N> a[U];
+      Pack<T, N> b[kGated ? U : 1];
 #pragma unroll
-        for (int j = 0; j < N; ++j) {
-          r.v[j] = static_cast<T>(activate<A, T>(static_cast<float>(a.v[j])) *
-                                  static_cast<float>(b.v[j]));
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < N; ++j) {
-          r.v[j] = static_cast<T>(activate<A, T>(static_cast<float>(a.v[j])));
+      for (int u = 0; u < U; ++u) {
+        const int64_t i = c0 + static_cast<int64_t>(u) * blockDim.x;
+        if (i < npacks) {
+          a[u] = load_pack<T, N>(x + i * N);
+          if constexpr (kGated) {
+            b[u] = load_pack<T, N>(x + d + i * N);
+          }
         }
       }
-      store_pack<T, N>(o + i * N, r);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int64_t i = c0 + static_cast<int64_t>(u) * blockDim.x;
+        if (i < npacks) {
+          Pack<T, N> r;
+#pragma unroll
+          for (int j = 0; j < N; ++j) {
+            float v = activate<A, T>(static_cast<float>(a[u].v[j]));
+            if constexpr (kGated) {
+              v *= static_cast<float>(b[u].v[j]);
+            }
+            r.v[j] = to_storage<T>(v);
+          }
+          store_pack<T, N>(o + i * N, r);
+        }
+      }
     }
   }
 }
 
 // Contiguous unary op over n elements: N-element packs plus a scalar tail.
-constexpr int kFlatThreads = 256;
-
-template <typename T, Activation A, int N>
-__global__ void __launch_bounds__(kFlatThreads)
+// Each block moves one tile of kBlockThreads * U packs (grid-stride only past
+// the launch limit), loads first.
+template <typename T, Activation A, int N, int U>
+__global__ void __launch_bounds__(kBlockThreads)
     act_flat_kernel(T* __restrict__ out, const T* __restrict__ in, int64_t n) {
   const int64_t npacks = n / N;
-  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int64_t i = tid; i < npacks; i += step) {
-    const Pack<T, N> a = load_pack<T, N>(in + i * N);
-    Pack<T, N> r;
+  const int64_t tile = static_cast<int64_t>(blockDim.x) * U;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * tile + threadIdx.x;
+       base < npacks; base += static_cast<int64_t>(gridDim.x) * tile) {
+    Pack<T, N> a[U];
 #pragma unroll
-    for (int j = 0; j < N; ++j) {
-      r.v[j] = static_cast<T>(activate<A, T>(static_cast<float>(a.v[j])));
+    for (int u = 0; u < U; ++u) {
+      const int64_t i = base + static_cast<int64_t>(u) * blockDim.x;
+      if (i < npacks) {
+        a[u] = load_pack<T, N>(in + i * N);
+      }
     }
-    store_pack<T, N>(out + i * N, r);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t i = base + static_cast<int64_t>(u) * blockDim.x;
+      if (i < npacks) {
+        Pack<T, N> r;
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+          r.v[j] = to_storage<T>(activate<A, T>(static_cast<float>(a[u].v[j])));
+        }
+        store_pack<T, N>(out + i * N, r);
+      }
+    }
   }
-  for (int64_t i = npacks * N + tid; i < n; i += step) {
-    out[i] = static_cast<T>(activate<A, T>(static_cast<float>(in[i])));
+  // Tail (n % N elements), by the first block.
+  if (blockIdx.x == 0) {
+    for (int64_t i = npacks * N + threadIdx.x; i < n; i += blockDim.x) {
+      out[i] = to_storage<T>(activate<A, T>(static_cast<float>(in[i])));
+    }
   }
 }
 
@@ -175,40 +229,21 @@ int pick_pack(std::initializer_list<const void*> ptrs,
   return 1;
 }
 
-// Streaming multiprocessors of the current device (the caller holds a
-// CUDAGuard for the input's device).
-int sm_count() {
-  // Cached per device: launches (and CUDA graph captures) make no extra
-  // runtime calls after the first.
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices];
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= 0 && device < kMaxDevices) {
-    const int cached = cache[device].load(std::memory_order_relaxed);
-    if (cached > 0) {
-      return cached;
-    }
-  }
-  int count = 0;
-  C10_CUDA_CHECK(
-      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  count = count > 0 ? count : 1;
-  if (device >= 0 && device < kMaxDevices) {
-    cache[device].store(count, std::memory_order_relaxed);
-  }
-  return count;
-}
+constexpr int64_t kMaxGridX = 0x7fffffff;
+constexpr int64_t kMaxGridY = 65535;
 
 template <typename T, Activation A, bool kGated, int N>
 void launch_rows_n(T* out, const T* in, int64_t rows, int64_t d,
                    int64_t in_stride, int64_t out_stride,
                    cudaStream_t stream) {
+  constexpr int U = kUnroll;
   const int64_t npacks = d / N;
-  // Threads along a row: enough to cover it in as few, evenly filled steps
-  // as possible (at most 1024 threads); short rows share a block.
-  const int64_t steps = (npacks + 1023) / 1024;
-  int64_t tx = (npacks + steps - 1) / steps;
+  // Split the row into the fewest chunks of at most kBlockThreads * U packs,
+  // evenly (8192 x 14336 bf16: 4 chunks of 224 threads, no idle lanes);
+  // short rows (< 32 threads) share a block, kBlockThreads / tx rows each.
+  const int64_t chunks = std::max<int64_t>(
+      1, (npacks + kBlockThreads * U - 1) / (kBlockThreads * U));
+  int64_t tx = (npacks + chunks * U - 1) / (chunks * U);
   if (tx >= 32) {
     tx = (tx + 31) / 32 * 32;
   } else {
@@ -218,12 +253,12 @@ void launch_rows_n(T* out, const T* in, int64_t rows, int64_t d,
     }
     tx = p;
   }
-  const int64_t ty = std::max<int64_t>(1, 256 / tx);
+  const int64_t ty = std::max<int64_t>(1, kBlockThreads / tx);
   const dim3 block(static_cast<unsigned>(tx), static_cast<unsigned>(ty));
-  const int64_t blocks_needed = (rows + ty - 1) / ty;
-  const int64_t max_blocks = static_cast<int64_t>(sm_count()) * 64;
-  const dim3 grid(static_cast<unsigned>(std::min(blocks_needed, max_blocks)));
-  act_rows_kernel<T, A, N, kGated><<<grid, block, 0, stream>>>(
+  const dim3 grid(
+      static_cast<unsigned>(std::min<int64_t>((rows + ty - 1) / ty, kMaxGridX)),
+      static_cast<unsigned>(std::min<int64_t>(chunks, kMaxGridY)));
+  act_rows_kernel<T, A, N, U, kGated><<<grid, block, 0, stream>>>(
       out, in, rows, d, in_stride, out_stride);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -258,17 +293,15 @@ void launch_rows(T* out, const T* in, int64_t rows, int64_t d,
 template <typename T, Activation A>
 void launch_flat(T* out, const T* in, int64_t n, cudaStream_t stream) {
   constexpr int kPack = static_cast<int>(16 / sizeof(T));
-  constexpr int kThreads = kFlatThreads;
+  constexpr int U = kUnroll;
   const bool vec = aligned(out, 16) && aligned(in, 16);
-  const int64_t work = vec ? (n + kPack - 1) / kPack : n;
-  const int64_t blocks_needed = (work + kThreads - 1) / kThreads;
-  const int64_t max_blocks = static_cast<int64_t>(sm_count()) * 128;
-  const dim3 grid(
-      static_cast<unsigned>(std::max<int64_t>(1, std::min(blocks_needed, max_blocks))));
+  const int64_t per_block = static_cast<int64_t>(kBlockThreads) * U * (vec ? kPack : 1);
+  const dim3 grid(static_cast<unsigned>(
+      std::max<int64_t>(1, std::min<int64_t>((n + per_block - 1) / per_block, kMaxGridX))));
   if (vec) {
-    act_flat_kernel<T, A, kPack><<<grid, kThreads, 0, stream>>>(out, in, n);
+    act_flat_kernel<T, A, kPack, U><<<grid, kBlockThreads, 0, stream>>>(out, in, n);
   } else {
-    act_flat_kernel<T, A, 1><<<grid, kThreads, 0, stream>>>(out, in, n);
+    act_flat_kernel<T, A, 1, U><<<grid, kBlockThreads, 0, stream>>>(out, in, n);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -1,11 +1,13 @@
 // CUDA implementation of RMSNorm (optionally fused with a residual add).
 //
-// One thread block per row (grid-stride over rows). Pass 1 accumulates the
-// sum of squares in float32 (and, when fused, writes residual_out) while
-// keeping the row in registers; a warp shuffle + shared-memory block
-// reduction gives the row's inverse RMS; pass 2 writes the output. Rows too
-// long for the register cache (more than 8 packs per thread, 4 when fused,
-// at 512 threads) are re-read from L1/L2 in pass 2 instead. Loads and stores
+// Rows up to 4 packs per thread at 512 threads (16384 bf16 / 8192 fp32
+// elements) are read once into registers by a persistent, software-pipelined
+// kernel (rms_norm_cached_kernel: the next row's loads are in flight while
+// the current row is reduced and written; short rows share a block, a group
+// of lanes each, reduced with shuffles). The sum of squares is accumulated
+// in float32 (when fused, residual_out is written on the way). Longer rows
+// (and odd sizes) take a streaming kernel that re-reads the row from L1/L2
+// in its second pass. Loads and stores
 // move up to 16 bytes per thread; the pack width is chosen at launch from the
 // alignment of every pointer, row stride and the row length, so any hidden
 // size and any element-aligned pointer works (odd sizes fall back to one
@@ -20,12 +22,16 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Half.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
+#include <type_traits>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KB_RMS_HIDDEN __attribute__((visibility("hidden")))
@@ -61,6 +67,86 @@ __device__ __forceinline__ Pack<T, N> load_pack(const T* p) {
 template <typename T, int N>
 __device__ __forceinline__ void store_pack(T* p, const Pack<T, N>& v) {
   *reinterpret_cast<Pack<T, N>*>(p) = v;
+}
+
+// A pack held as 32-bit words (two 16-bit elements to a word): c10's 16-bit
+// types in a `T v[N]` array cost one register per element, twice the words
+// (the register-cached kernel then spilled). Converted to float only for the
+// math. Needs N * sizeof(T) >= 4.
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Words {
+  static constexpr int kW = static_cast<int>(sizeof(T)) * N / 4;
+  static_assert(kW >= 1, "Words needs at least 4 bytes");
+  uint32_t w[kW];
+};
+
+template <typename T, int N>
+__device__ __forceinline__ Words<T, N> load_words(const T* p) {
+  return *reinterpret_cast<const Words<T, N>*>(p);
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void store_words(T* p, const Words<T, N>& v) {
+  *reinterpret_cast<Words<T, N>*>(p) = v;
+}
+
+template <typename T>
+__device__ __forceinline__ float2 unpack2(uint32_t u) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+  } else {
+    __half2 h;
+    memcpy(&h, &u, sizeof(h));
+    return __half22float2(h);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  uint32_t u;
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    memcpy(&u, &h, sizeof(u));
+  } else {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    memcpy(&u, &h, sizeof(u));
+  }
+  return u;
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void to_float(const Words<T, N>& p, float (&f)[N]) {
+  if constexpr (std::is_same_v<T, float>) {
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      f[j] = __uint_as_float(p.w[j]);
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < N / 2; ++k) {
+      const float2 v = unpack2<T>(p.w[k]);
+      f[2 * k] = v.x;
+      f[2 * k + 1] = v.y;
+    }
+  }
+}
+
+// Rounds to T (round to nearest even, as c10's conversions).
+template <typename T, int N>
+__device__ __forceinline__ Words<T, N> from_float(const float (&f)[N]) {
+  Words<T, N> p;
+  if constexpr (std::is_same_v<T, float>) {
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      p.w[j] = __float_as_uint(f[j]);
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < N / 2; ++k) {
+      p.w[k] = pack2<T>(f[2 * k], f[2 * k + 1]);
+    }
+  }
+  return p;
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -142,18 +228,15 @@ __device__ __forceinline__ void store_normalized(T* o,
   store_pack<T, N>(o + i * N, ov);
 }
 
-// kCache > 0: each thread keeps its (at most kCache) packs of the row in
-// registers between the two passes, so the row is read from memory once; the
-// launch guarantees npacks <= kCache * blockDim.x and blockDim.x <= 512 (the
-// register budget of the cached variant). kCache == 0: rows of any
-// length, pass 2 re-reads the row (from L1/L2).
+// Streaming kernel for rows of any length (and one-element packs): one block
+// per row (grid-stride), pass 2 re-reads the row (from L1/L2).
 //
 // Outputs may alias inputs (out/input, residual_out/residual): every element
 // is read and then written by the same thread, in both passes.
-template <typename T, int N, bool kFused, int kCache>
-__global__ void __launch_bounds__(kCache > 0 ? 512 : 1024)
-    rms_norm_kernel(T* out, T* res_out, const T* in, const T* res,
-                                const T* __restrict__ weight, RmsNormArgs a) {
+template <typename T, int N, bool kFused>
+__global__ void __launch_bounds__(1024)
+    rms_norm_stream_kernel(T* out, T* res_out, const T* in, const T* res,
+                           const T* __restrict__ weight, RmsNormArgs a) {
   __shared__ float shm[33];
   const int64_t d = a.cols;
   const int64_t npacks = d / N;  // launch guarantees d % N == 0
@@ -163,59 +246,149 @@ __global__ void __launch_bounds__(kCache > 0 ? 512 : 1024)
     T* ro = kFused ? res_out + row * a.res_out_stride : nullptr;
     T* o = out + row * a.out_stride;
     float ss = 0.0f;
-    if constexpr (kCache > 0) {
-      // All loads first, so they are in flight together (a store in between
-      // would pin the next loads behind it: the pointers may alias).
-      Pack<T, N> cache[kCache];
-      Pack<T, N> rcache[kFused ? kCache : 1];
+    for (int64_t i = threadIdx.x; i < npacks; i += blockDim.x) {
+      load_row_pack<T, N, kFused>(x, r, ro, i, ss);
+    }
+    ss = block_sum(ss, shm);
+    const float inv_rms = rsqrtf(ss / static_cast<float>(d) + a.eps);
+    const T* src = kFused ? ro : x;  // what pass 2 normalizes
+    for (int64_t i = threadIdx.x; i < npacks; i += blockDim.x) {
+      store_normalized<T, N>(o, weight, load_pack<T, N>(src + i * N), inv_rms,
+                             i);
+    }
+  }
+}
+
+// Register-cached, persistent, software-pipelined kernel (rows of at most
+// kCache * blockDim.x packs). A block is blockDim.y rows of blockDim.x
+// threads: kWarp (blockDim.x <= 32, a power of two) reduces each row with
+// shuffles among its blockDim.x lanes, otherwise (blockDim.y == 1) through
+// shared memory. Each thread holds its packs of the current row in
+// registers (the row is read from memory once) and issues the loads of its
+// next row before reducing and writing the current one, so a block always
+// has a row's loads in flight (the H100 run of the one-row-at-a-time kernel
+// gave 58-74 % of the copy bandwidth at 4096 x 8192 bf16: nothing in flight
+// during the reduction and the stores). Packs are kept as 32-bit words (see
+// Words) and the weight is re-read per row from L1, to leave registers for
+// more resident rows.
+// The grid is sized to the blocks that fit on the device at once. Rows are
+// visited in steps of gridDim.x * blockDim.y, uniformly across a block (the
+// barriers and shuffles need every thread), so rows past the end are masked.
+// Outputs may alias inputs exactly (out/input, residual_out/residual): an
+// element is read, then written, by the same thread, and the prefetched row
+// is a different row.
+template <typename T, int N, bool kFused, int kCache, bool kWarp>
+__global__ void __launch_bounds__(512)
+    rms_norm_cached_kernel(T* out, T* res_out, const T* in, const T* res,
+                           const T* __restrict__ weight, RmsNormArgs a) {
+  using P = Words<T, N>;
+  __shared__ float shm[33];
+  const int64_t d = a.cols;
+  const int npacks = static_cast<int>(d / N);  // launch: d % N == 0, small
+  const int tx = blockDim.x;
+  const int lane = threadIdx.x;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.y;
+  P xc[kCache];
+  P rc[kFused ? kCache : 1];
+  auto load_row = [&](int64_t row, P* xs, P* rs) {
+    if (row < a.rows) {
+      const T* x = in + row * a.in_stride;
+      const T* r = kFused ? res + row * a.res_stride : nullptr;
 #pragma unroll
       for (int c = 0; c < kCache; ++c) {
-        const int64_t i = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
+        const int i = lane + c * tx;
         if (i < npacks) {
-          cache[c] = load_pack<T, N>(x + i * N);
+          xs[c] = load_words<T, N>(x + static_cast<int64_t>(i) * N);
           if constexpr (kFused) {
-            rcache[c] = load_pack<T, N>(r + i * N);
+            rs[c] = load_words<T, N>(r + static_cast<int64_t>(i) * N);
           }
         }
       }
+    }
+  };
+  int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+  load_row(row, xc, rc);
+  for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * blockDim.y; r0 < a.rows;
+       r0 += step, row += step) {
+    P xn[kCache];
+    P rn[kFused ? kCache : 1];
+    load_row(row + step, xn, rn);  // next row: in flight during this one
+    const bool valid = row < a.rows;
+    float ss = 0.0f;
+    if (valid) {
+      T* ro = kFused ? res_out + row * a.res_out_stride : nullptr;
 #pragma unroll
       for (int c = 0; c < kCache; ++c) {
-        const int64_t i = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
+        const int i = lane + c * tx;
         if (i < npacks) {
+          float f[N];
+          to_float<T, N>(xc[c], f);
           if constexpr (kFused) {
+            float g[N];
+            to_float<T, N>(rc[c], g);
 #pragma unroll
             for (int j = 0; j < N; ++j) {
-              cache[c].v[j] = static_cast<T>(static_cast<float>(cache[c].v[j]) +
-                                             static_cast<float>(rcache[c].v[j]));
+              f[j] += g[j];
             }
-            store_pack<T, N>(ro + i * N, cache[c]);
+            xc[c] = from_float<T, N>(f);  // residual_out, rounded to T
+            store_words<T, N>(ro + static_cast<int64_t>(i) * N, xc[c]);
+            to_float<T, N>(xc[c], f);
           }
 #pragma unroll
           for (int j = 0; j < N; ++j) {
-            const float f = static_cast<float>(cache[c].v[j]);
-            ss += f * f;
+            ss += f[j] * f[j];
           }
         }
       }
-      ss = block_sum(ss, shm);
-      const float inv_rms = rsqrtf(ss / static_cast<float>(d) + a.eps);
-#pragma unroll
-      for (int c = 0; c < kCache; ++c) {
-        const int64_t i = threadIdx.x + static_cast<int64_t>(c) * blockDim.x;
-        if (i < npacks) {
-          store_normalized<T, N>(o, weight, cache[c], inv_rms, i);
-        }
+    }
+    if constexpr (kWarp) {
+      for (int offset = tx >> 1; offset > 0; offset >>= 1) {
+        ss += __shfl_xor_sync(0xffffffffu, ss, offset);
       }
     } else {
-      for (int64_t i = threadIdx.x; i < npacks; i += blockDim.x) {
-        load_row_pack<T, N, kFused>(x, r, ro, i, ss);
-      }
       ss = block_sum(ss, shm);
-      const float inv_rms = rsqrtf(ss / static_cast<float>(d) + a.eps);
-      const T* src = kFused ? ro : x;  // what pass 2 normalizes
-      for (int64_t i = threadIdx.x; i < npacks; i += blockDim.x) {
-        store_normalized<T, N>(o, weight, load_pack<T, N>(src + i * N),
-                               inv_rms, i);
+    }
+    const float inv_rms = rsqrtf(ss / static_cast<float>(d) + a.eps);
+    if (valid) {
+      T* o = out + row * a.out_stride;
+      // The weight (read by every row: L1/L2 hits) is not kept in registers:
+      // they go to the in-flight row instead.
+      P w[kCache];
+#pragma unroll
+      for (int c = 0; c < kCache; ++c) {
+        const int i = lane + c * tx;
+        if (i < npacks) {
+          w[c] = load_words<T, N>(weight + static_cast<int64_t>(i) * N);
+        }
+      }
+#pragma unroll
+      for (int c = 0; c < kCache; ++c) {
+        const int i = lane + c * tx;
+        if (i < npacks) {
+          float f[N];
+          float g[N];
+          to_float<T, N>(xc[c], f);
+          to_float<T, N>(w[c], g);
+#pragma unroll
+          for (int j = 0; j < N; ++j) {
+            f[j] *= inv_rms;
+          }
+          // Round the normalized value to T before the weight multiply, as
+          // transformers does (`weight * hidden.to(input_dtype)`).
+          to_float<T, N>(from_float<T, N>(f), f);
+#pragma unroll
+          for (int j = 0; j < N; ++j) {
+            f[j] *= g[j];
+          }
+          store_words<T, N>(o + static_cast<int64_t>(i) * N, from_float<T, N>(f));
+        }
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < kCache; ++c) {
+      xc[c] = xn[c];
+      if constexpr (kFused) {
+        rc[c] = rn[c];
       }
     }
   }
@@ -269,45 +442,86 @@ int sm_count() {
   return count;
 }
 
-// Packs per thread kept in registers: the fused kernel holds x and residual
-// packs at once, so it caches fewer (no spills at the 128-register budget).
-template <bool kFused>
-constexpr int kCachePacks = kFused ? 4 : 8;
+// Packs per thread kept in registers (current and next row: 2 or, fused, 4
+// sets of kCache packs, as 32-bit words).
+constexpr int kCache = 4;
 constexpr int kCachedMaxThreads = 512;  // __launch_bounds__ of the cached kernel
+constexpr int kWarpBlockThreads = 256;  // threads of a block of short rows
+
+// Blocks of rms_norm_cached_kernel<T, N, kFused, kCache, kWarp> resident per
+// SM at `threads` threads. Cached per instantiation and block size: launches
+// after the first (and CUDA graph captures) make no runtime calls.
+template <typename T, int N, bool kFused, bool kWarp>
+int blocks_per_sm(int threads) {
+  constexpr int kSlots = kCachedMaxThreads / 32 + 1;
+  static std::atomic<int> cache[kSlots];
+  const int slot = threads / 32;
+  const bool cacheable = threads % 32 == 0 && slot < kSlots;
+  if (cacheable) {
+    const int cached = cache[slot].load(std::memory_order_relaxed);
+    if (cached > 0) {
+      return cached;
+    }
+  }
+  int blocks = 0;
+  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &blocks, rms_norm_cached_kernel<T, N, kFused, kCache, kWarp>, threads,
+      0));
+  blocks = std::max(blocks, 1);
+  if (cacheable) {
+    cache[slot].store(blocks, std::memory_order_relaxed);
+  }
+  return blocks;
+}
 
 template <typename T, int N, bool kFused>
 void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
               const T* res, const T* weight, cudaStream_t stream) {
-  constexpr int kCache = kCachePacks<kFused>;
   const int64_t npacks = a.cols / N;
   const int sms = sm_count();
-  // Few rows: wide blocks so each row finishes fast. Many rows: 256-thread
-  // blocks so several rows per SM overlap their reductions.
   const auto round32 = [](int64_t v) { return (v + 31) / 32 * 32; };
-  // One-element packs (odd hidden sizes) take the streaming kernel: caching
-  // them costs more registers (addresses) than it saves.
-  const bool cached =
-      N > 1 && npacks <= static_cast<int64_t>(kCache) * kCachedMaxThreads;
-  int64_t max_threads = a.rows < 2 * static_cast<int64_t>(sms) ? 1024 : 256;
-  if (cached) {
-    max_threads = std::min<int64_t>(max_threads, kCachedMaxThreads);
-  }
-  int64_t threads = std::min<int64_t>(max_threads, round32(npacks));
-  if (cached && (npacks + threads - 1) / threads > kCache) {
-    threads = round32((npacks + kCache - 1) / kCache);  // <= 512
-  }
-  const int64_t max_blocks = static_cast<int64_t>(sms) * 256;
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(a.rows, max_blocks)));
-  const dim3 block(static_cast<unsigned>(threads));
   if constexpr (N > 1) {
-    if (cached) {
-      rms_norm_kernel<T, N, kFused, kCache><<<grid, block, 0, stream>>>(
+    if (npacks <= static_cast<int64_t>(kCache) * kCachedMaxThreads) {
+      if (npacks <= 32 * kCache) {
+        // Short rows (<= 1024 bf16 elements): a power-of-two group of lanes
+        // per row, at most 2 packs per lane up to 64 packs (so q_norm's
+        // 128-wide rows take 8 lanes, 32 rows a block).
+        int64_t tx = 1;
+        while (tx < 32 && tx * 2 < npacks) {
+          tx *= 2;
+        }
+        const int64_t ty = kWarpBlockThreads / tx;
+        auto kernel = rms_norm_cached_kernel<T, N, kFused, kCache, true>;
+        const int64_t fit = static_cast<int64_t>(sms) *
+                            blocks_per_sm<T, N, kFused, true>(kWarpBlockThreads);
+        const dim3 grid(static_cast<unsigned>(
+            std::min<int64_t>((a.rows + ty - 1) / ty, fit)));
+        const dim3 block(static_cast<unsigned>(tx), static_cast<unsigned>(ty));
+        kernel<<<grid, block, 0, stream>>>(out, res_out, in, res, weight, a);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        return;
+      }
+      // One block per row, kCache packs per thread (the fewest threads that
+      // cover the row: more rows resident per SM).
+      const int64_t threads = round32((npacks + kCache - 1) / kCache);
+      auto kernel = rms_norm_cached_kernel<T, N, kFused, kCache, false>;
+      const int64_t fit =
+          static_cast<int64_t>(sms) *
+          blocks_per_sm<T, N, kFused, false>(static_cast<int>(threads));
+      const dim3 grid(static_cast<unsigned>(std::min<int64_t>(a.rows, fit)));
+      kernel<<<grid, static_cast<unsigned>(threads), 0, stream>>>(
           out, res_out, in, res, weight, a);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
     }
   }
-  rms_norm_kernel<T, N, kFused, 0><<<grid, block, 0, stream>>>(
+  // Few rows: wide blocks so each row finishes fast. Many rows: 256-thread
+  // blocks so several rows per SM overlap their reductions.
+  const int64_t max_threads = a.rows < 2 * static_cast<int64_t>(sms) ? 1024 : 256;
+  const int64_t threads = std::min<int64_t>(max_threads, round32(npacks));
+  const int64_t max_blocks = static_cast<int64_t>(sms) * 256;
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(a.rows, max_blocks)));
+  rms_norm_stream_kernel<T, N, kFused><<<grid, static_cast<unsigned>(threads), 0, stream>>>(
       out, res_out, in, res, weight, a);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

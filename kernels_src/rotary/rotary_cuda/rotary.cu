@@ -1,14 +1,15 @@
 // CUDA implementation of the rotary position embedding.
 //
-// One launch covers q and k. Each thread block works on one token (batch,
-// seq position) at a time (grid-stride over tokens): threadIdx.x walks the
-// packs of the first half of head_dim, threadIdx.y the heads of q followed
-// by the heads of k. A thread loads its cos/sin packs (both halves) once per
-// token and keeps them in registers across the heads it handles; for each
-// head it loads the pack at i and the pack at i + head_dim/2, rotates them in
-// float32 and stores both, so the output may be the input itself. Packs move
-// up to 16 bytes; the width is chosen at launch from the alignment of every
-// pointer and stride and from head_dim/2, falling back to one element.
+// One launch covers q and k. A thread block covers blockDim.z tokens (batch,
+// seq positions); threadIdx.x walks the packs of the first half of
+// head_dim, threadIdx.y slots of up to kHeadsPerStep heads (q heads, then k
+// heads), whose loads are all issued before any store. A thread loads its
+// cos/sin packs (both halves) once per token and keeps them in registers
+// across its heads; for each head it loads the pack at i and at
+// i + head_dim/2, rotates them in float32 and stores both, so the output may
+// be the input itself. Packs move up to 16 bytes; the width is chosen at
+// launch from the alignment of every pointer and stride and from
+// head_dim/2, falling back to one element.
 #include <ATen/ATen.h>
 // c10/cuda/CUDAStream.h gives the same current stream as
 // at::cuda::getCurrentCUDAStream() without ATen/cuda/CUDAContext.h, which
@@ -19,12 +20,15 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Exception.h>
 #include <c10/util/Half.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
+#include <type_traits>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KB_ROT_HIDDEN __attribute__((visibility("hidden")))
@@ -51,80 +55,173 @@ struct RotaryArgs {
 
 namespace {
 
+// A pack of N elements held as 32-bit words (two 16-bit elements to a word):
+// c10's 16-bit types in a `T v[N]` array take a register per element, twice
+// the words. N * sizeof(T) >= 4; one-element 16-bit packs use Scalar below.
 template <typename T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
+struct alignas(sizeof(T) * N) Words {
+  static constexpr int kW = static_cast<int>(sizeof(T)) * N / 4;
+  uint32_t w[kW];
 };
 
-template <typename T, int N>
-__device__ __forceinline__ Pack<T, N> load_pack(const T* p) {
-  return *reinterpret_cast<const Pack<T, N>*>(p);
+template <typename T>
+__device__ __forceinline__ float2 unpack2(uint32_t u) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+  } else {
+    __half2 h;
+    memcpy(&h, &u, sizeof(h));
+    return __half22float2(h);
+  }
 }
 
-template <typename T, int N>
-__device__ __forceinline__ void store_pack(T* p, const Pack<T, N>& v) {
-  *reinterpret_cast<Pack<T, N>*>(p) = v;
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  uint32_t u;
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    memcpy(&u, &h, sizeof(u));
+  } else {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    memcpy(&u, &h, sizeof(u));
+  }
+  return u;
 }
 
-// kCached: the launch guarantees one pack per thread (npacks <= blockDim.x),
-// so cos/sin stay in registers across all heads of the token. Otherwise
-// (very large head_dim) each thread loops over its packs and reloads cos/sin
-// per head (from L1).
-template <typename T, int N, bool kCached>
-__global__ void __launch_bounds__(256)
+// Load / store N elements and convert to / from float (rounding to nearest
+// even, as c10's conversions).
+template <typename T, int N>
+struct Vec {
+  static constexpr bool kWords = static_cast<int>(sizeof(T)) * N >= 4;
+  using Storage = std::conditional_t<kWords, Words<T, N>, T>;
+  Storage s;
+
+  __device__ __forceinline__ void load(const T* p) {
+    s = *reinterpret_cast<const Storage*>(p);
+  }
+  __device__ __forceinline__ void store(T* p) const {
+    *reinterpret_cast<Storage*>(p) = s;
+  }
+  __device__ __forceinline__ void to_float(float (&f)[N]) const {
+    if constexpr (!kWords) {
+      f[0] = static_cast<float>(s);
+    } else if constexpr (std::is_same_v<T, float>) {
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        f[j] = __uint_as_float(s.w[j]);
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < N / 2; ++k) {
+        const float2 v = unpack2<T>(s.w[k]);
+        f[2 * k] = v.x;
+        f[2 * k + 1] = v.y;
+      }
+    }
+  }
+  __device__ __forceinline__ void from_float(const float (&f)[N]) {
+    if constexpr (!kWords) {
+      s = static_cast<T>(f[0]);
+    } else if constexpr (std::is_same_v<T, float>) {
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        s.w[j] = __float_as_uint(f[j]);
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < N / 2; ++k) {
+        s.w[k] = pack2<T>(f[2 * k], f[2 * k + 1]);
+      }
+    }
+  }
+};
+
+// Heads each thread rotates per step: all of a step's loads (2 packs a head)
+// are issued before any math or store, so a thread has 2 * kHeadsPerStep
+// independent 16-byte loads in flight (one head at a time held the H100 at
+// ~79 % of the copy bandwidth).
+constexpr int kHeadsPerStep = 4;
+
+// Block: blockDim.x threads along the packs of the first half of head_dim,
+// blockDim.y head slots (q heads, then k heads), blockDim.z tokens (batch x
+// seq positions). A thread loads its cos/sin packs (both halves) once per
+// token and keeps them in registers across its heads; per head it loads the
+// pack at i and at i + head_dim/2, rotates them in float32 and stores both,
+// so the output may be the input itself. The pack loop only runs more than
+// once for head_dim/2 > blockDim.x * N (head_dim above 4096 in bf16).
+template <typename T, int N>
+__global__ void __launch_bounds__(256, 2)
     rotary_kernel(T* q_out, T* k_out, const T* q, const T* k,
                   const T* __restrict__ cos, const T* __restrict__ sin,
                   RotaryArgs a) {
+  constexpr int U = kHeadsPerStep;
   const int64_t half = a.head_dim / 2;
   const int64_t npacks = half / N;  // launch guarantees half % N == 0
   const int64_t tokens = a.batch * a.seq;
   const int64_t heads = a.q_heads + a.k_heads;
-  const int64_t i = threadIdx.x;
-  if (kCached && i >= npacks) {
-    return;
-  }
-  for (int64_t t = blockIdx.x; t < tokens; t += gridDim.x) {
+  const int64_t hstep = static_cast<int64_t>(blockDim.y) * U;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.z + threadIdx.z;
+       t < tokens; t += static_cast<int64_t>(gridDim.x) * blockDim.z) {
     const int64_t b = t / a.seq;
     const int64_t p = t - b * a.seq;
     const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
     const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
-    for (int64_t pk = i; pk < npacks; pk += blockDim.x) {
+    // Per-token bases of q, k and the outputs (head 0, this position).
+    const T* qb = q + b * a.q_stride[0] + p * a.q_stride[2];
+    const T* kb = k + b * a.k_stride[0] + p * a.k_stride[2];
+    T* qob = q_out + b * a.q_out_stride[0] + p * a.q_out_stride[2];
+    T* kob = k_out + b * a.k_out_stride[0] + p * a.k_out_stride[2];
+    for (int64_t pk = threadIdx.x; pk < npacks; pk += blockDim.x) {
       const int64_t off = pk * N;
-      const Pack<T, N> c1 = load_pack<T, N>(crow + off);
-      const Pack<T, N> c2 = load_pack<T, N>(crow + off + half);
-      const Pack<T, N> s1 = load_pack<T, N>(srow + off);
-      const Pack<T, N> s2 = load_pack<T, N>(srow + off + half);
-      for (int64_t h = threadIdx.y; h < heads; h += blockDim.y) {
-        const bool is_q = h < a.q_heads;
-        const int64_t hh = is_q ? h : h - a.q_heads;
-        // Select scalars, not pointers into the parameter arrays (which
-        // would force a local-memory copy of the arguments).
-        const T* x = (is_q ? q : k) +
-                     b * (is_q ? a.q_stride[0] : a.k_stride[0]) +
-                     hh * (is_q ? a.q_stride[1] : a.k_stride[1]) +
-                     p * (is_q ? a.q_stride[2] : a.k_stride[2]) + off;
-        T* o = (is_q ? q_out : k_out) +
-               b * (is_q ? a.q_out_stride[0] : a.k_out_stride[0]) +
-               hh * (is_q ? a.q_out_stride[1] : a.k_out_stride[1]) +
-               p * (is_q ? a.q_out_stride[2] : a.k_out_stride[2]) + off;
-        const Pack<T, N> x1 = load_pack<T, N>(x);
-        const Pack<T, N> x2 = load_pack<T, N>(x + half);
-        Pack<T, N> o1;
-        Pack<T, N> o2;
+      Vec<T, N> c1, c2, s1, s2;
+      c1.load(crow + off);
+      c2.load(crow + off + half);
+      s1.load(srow + off);
+      s2.load(srow + off + half);
+      for (int64_t h0 = threadIdx.y; h0 < heads; h0 += hstep) {
+        Vec<T, N> x1[U], x2[U];
 #pragma unroll
-        for (int j = 0; j < N; ++j) {
-          const float a1 = static_cast<float>(x1.v[j]);
-          const float a2 = static_cast<float>(x2.v[j]);
-          o1.v[j] = static_cast<T>(a1 * static_cast<float>(c1.v[j]) -
-                                   a2 * static_cast<float>(s1.v[j]));
-          o2.v[j] = static_cast<T>(a2 * static_cast<float>(c2.v[j]) +
-                                   a1 * static_cast<float>(s2.v[j]));
+        for (int u = 0; u < U; ++u) {
+          const int64_t h = h0 + static_cast<int64_t>(u) * blockDim.y;
+          if (h < heads) {
+            // Select scalars, not pointers into the parameter arrays (which
+            // would force a local-memory copy of the arguments).
+            const bool is_q = h < a.q_heads;
+            const T* x = is_q ? qb + h * a.q_stride[1]
+                              : kb + (h - a.q_heads) * a.k_stride[1];
+            x1[u].load(x + off);
+            x2[u].load(x + off + half);
+          }
         }
-        store_pack<T, N>(o, o1);
-        store_pack<T, N>(o + half, o2);
-      }
-      if constexpr (kCached) {
-        break;  // one pack per thread
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int64_t h = h0 + static_cast<int64_t>(u) * blockDim.y;
+          if (h < heads) {
+            const bool is_q = h < a.q_heads;
+            T* o = is_q ? qob + h * a.q_out_stride[1]
+                        : kob + (h - a.q_heads) * a.k_out_stride[1];
+            // cos/sin stay packed in registers; unpacking them per head is
+            // a shift or a mask a value.
+            float fc1[N], fc2[N], fs1[N], fs2[N];
+            c1.to_float(fc1);
+            c2.to_float(fc2);
+            s1.to_float(fs1);
+            s2.to_float(fs2);
+            float a1[N], a2[N], o1[N], o2[N];
+            x1[u].to_float(a1);
+            x2[u].to_float(a2);
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+              o1[j] = a1[j] * fc1[j] - a2[j] * fs1[j];
+              o2[j] = a2[j] * fc2[j] + a1[j] * fs2[j];
+            }
+            Vec<T, N> v1, v2;
+            v1.from_float(o1);
+            v2.from_float(o2);
+            v1.store(o + off);
+            v2.store(o + off + half);
+          }
+        }
       }
     }
   }
@@ -155,29 +252,6 @@ int pick_pack(std::initializer_list<const void*> ptrs,
   return 1;
 }
 
-int sm_count() {
-  // Cached per device: launches (and CUDA graph captures) make no extra
-  // runtime calls after the first.
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices];
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= 0 && device < kMaxDevices) {
-    const int cached = cache[device].load(std::memory_order_relaxed);
-    if (cached > 0) {
-      return cached;
-    }
-  }
-  int count = 0;
-  C10_CUDA_CHECK(
-      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  count = count > 0 ? count : 1;
-  if (device >= 0 && device < kMaxDevices) {
-    cache[device].store(count, std::memory_order_relaxed);
-  }
-  return count;
-}
-
 constexpr int kThreads = 256;  // __launch_bounds__ of the kernel
 
 template <typename T, int N>
@@ -186,20 +260,25 @@ void launch_n(const RotaryArgs& a, T* q_out, T* k_out, const T* q, const T* k,
   const int64_t npacks = a.head_dim / 2 / N;
   const int64_t heads = a.q_heads + a.k_heads;
   const int64_t tokens = a.batch * a.seq;
-  const bool cached = npacks <= kThreads;
+  // x: the packs of half a head (capped); y: head slots, each taking up to
+  // kHeadsPerStep heads per step, spread evenly (80 heads: 20 slots of 4);
+  // z: tokens per block, to fill kThreads for small head counts.
   const int64_t bx = std::min<int64_t>(npacks, kThreads);
+  const int64_t steps = std::max<int64_t>(
+      1, (heads + (kThreads / bx) * kHeadsPerStep - 1) /
+             ((kThreads / bx) * kHeadsPerStep));
   const int64_t by = std::max<int64_t>(
-      1, std::min<int64_t>(kThreads / bx, heads));
-  const int64_t max_blocks = static_cast<int64_t>(sm_count()) * 32;
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(tokens, max_blocks)));
-  const dim3 block(static_cast<unsigned>(bx), static_cast<unsigned>(by));
-  if (cached) {
-    rotary_kernel<T, N, true>
-        <<<grid, block, 0, stream>>>(q_out, k_out, q, k, cos, sin, a);
-  } else {
-    rotary_kernel<T, N, false>
-        <<<grid, block, 0, stream>>>(q_out, k_out, q, k, cos, sin, a);
-  }
+      1, std::min<int64_t>(kThreads / bx,
+                           (heads + steps * kHeadsPerStep - 1) /
+                               (steps * kHeadsPerStep)));
+  const int64_t bz = std::max<int64_t>(
+      1, std::min<int64_t>(kThreads / (bx * by), std::min<int64_t>(tokens, 64)));
+  const int64_t blocks = (tokens + bz - 1) / bz;
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(blocks, 0x7fffffff)));
+  const dim3 block(static_cast<unsigned>(bx), static_cast<unsigned>(by),
+                   static_cast<unsigned>(bz));
+  rotary_kernel<T, N><<<grid, block, 0, stream>>>(q_out, k_out, q, k, cos, sin,
+                                                  a);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

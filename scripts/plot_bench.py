@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Plot scripts/bench_kernels.py results: achieved bandwidth of ours, eager and torch.compile.
+
+    python scripts/plot_bench.py bench.csv bench.png [--title TEXT]
+
+One panel per (shape, dtype) with at least one point, ops on the x axis, bars of
+% of the copy bandwidth measured in the same run (GB/s in the CSV / the run's
+copy bandwidth, recovered from GB/s_ours and %copy_bw). Needs matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def plot(rows: list[dict], png: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # copy bandwidth of the run: GB/s_ours / (%copy_bw / 100)
+    copy = next((_num(r["GB/s_ours"]) * 100 / _num(r["%copy_bw"]) for r in rows if _num(r.get("%copy_bw"))), None)
+    panels: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        panels.setdefault((r["shape"], r["dtype"]), []).append(r)
+    keys = sorted(panels, key=lambda k: (k[1] != "bf16", k[1], float(panels[k][0]["MB"])))
+    ncols = 2
+    nrows = math.ceil(len(keys) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 2.8 * nrows), squeeze=False)
+    series = [("GB/s_ours", "ours", "tab:green"), ("GB/s_eager", "eager", "tab:gray"),
+              ("GB/s_compile", "torch.compile", "tab:blue")]
+    for ax, key in zip(axes.flat, keys):
+        pts = panels[key]
+        width = 0.8 / len(series)
+        for j, (col, label, color) in enumerate(series):
+            vals = [(_num(r.get(col)) or 0.0) * 100 / copy for r in pts]
+            ax.bar([i + (j - 1) * width for i in range(len(pts))], vals, width, label=label, color=color)
+        ax.axhline(90, color="red", lw=0.8, ls="--")
+        ax.set_xticks(range(len(pts)))
+        ax.set_xticklabels([r["op"].replace("_and_mul", "&mul").replace("fused_add_", "add+") for r in pts],
+                           rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, 110)
+        ax.set_ylabel("% copy BW", fontsize=8)
+        ax.set_title(f"{key[0]} {key[1]} ({pts[0]['MB']} MB)", fontsize=9)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{title}  (dashed: 90% target)" if title else "dashed: 90% of copy bandwidth", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("csv", type=Path)
+    p.add_argument("png", type=Path)
+    p.add_argument("--title", default="")
+    args = p.parse_args(argv)
+    with open(args.csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    plot(rows, args.png, args.title)
+    print(f"wrote {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
