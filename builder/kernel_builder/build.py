@@ -217,19 +217,28 @@ def _write_generated(plan: Plan) -> None:
             cache.write_atomic(p, text)
 
 
+def staged_library(plan: Plan) -> Path | None:
+    """The staged library when this exact fingerprint was built before (its stamp says so), else None."""
+    so = plan.workdir / "stage" / f"{plan.kernel_id}.abi3.so"
+    try:
+        if json.loads((plan.workdir / "stamp.json").read_text()).get("fingerprint") == plan.fingerprint and so.is_file():
+            return so
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _compile(plan: Plan, host: Host, verbose: bool) -> Path:
     """Run the compile child unless this exact fingerprint's library is already staged."""
+    done = staged_library(plan)
+    if done is not None:
+        return done
     own_build = getattr(plan.backend, "build_extension", None)
     if own_build is not None:  # a backend with its own build system (cann: CMake + CANN's compilers)
         return own_build(plan, host, verbose)
     stage = plan.workdir / "stage"
     so = stage / f"{plan.kernel_id}.abi3.so"
     stamp = plan.workdir / "stamp.json"
-    try:
-        if json.loads(stamp.read_text()).get("fingerprint") == plan.fingerprint and so.is_file():
-            return so
-    except (OSError, ValueError):
-        pass
     _write_generated(plan)
     for old in stage.glob("*.so") if stage.is_dir() else ():
         old.unlink()

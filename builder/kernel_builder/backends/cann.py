@@ -418,15 +418,15 @@ def build_with_cmake(plan, host: Host, verbose: bool = False) -> Path:
     from .. import cache
     from ..errors import CompileError, EnvironmentProblem
 
+    from ..build import staged_library
+
     project = plan.project
     stage = plan.workdir / "stage"
     so = stage / f"{plan.kernel_id}.abi3.so"
     stamp = plan.workdir / "stamp.json"
-    try:
-        if json.loads(stamp.read_text()).get("fingerprint") == plan.fingerprint and so.is_file():
-            return so
-    except (OSError, ValueError):
-        pass
+    done = staged_library(plan)
+    if done is not None:
+        return done
     check_uniform_groups(project)
     home = ascend_home()
     if home is None:
