@@ -239,3 +239,26 @@ def test_cann_row_versions_the_loader_cannot_represent_are_refused(tmp_path, ver
     with pytest.raises(ConfigError) as e:
         matrix.load(f)
     assert e.value.key == "env[0].cann" and problem in str(e.value)
+
+
+def test_the_exact_container_commands_of_a_cann_build(tmp_path):
+    """`--dry-run` prints what `build --all` runs for a CANN variant; nothing runs, nothing is written."""
+    if not (shutil.which("docker") or shutil.which("podman")):
+        pytest.skip("no docker or podman client installed: the commands name the engine's path")
+    out = tmp_path / "out"
+    r = run_cli("build", KERNELS_SRC / "rmsnorm", "--all", "--variant", "torch29-*-aarch64-*", "--out", out, "--dry-run")
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("# torch29-cxx11-cann85-aarch64-linux in kernel-builder/torch29-cann85-aarch64:")
+    assert "FROM quay.io/ascend/cann:8.5.0-" in lines[0]
+    build, check = lines[1], lines[2]
+    import os
+    import platform as pf
+    for cmd in (build, check):
+        assert " run --rm --network host " in cmd
+        assert f"--user {os.getuid()}:{os.getgid()}" in cmd or "--userns=keep-id" in cmd
+        assert f"source={KERNELS_SRC / 'rmsnorm'},target=/src,readonly" in cmd
+        assert "/usr/local/Ascend/ascend-toolkit/set_env.sh" in cmd and "TORCH_DEVICE_BACKEND_AUTOLOAD=0" in cmd
+        assert ("--platform linux/arm64" in cmd) == (pf.machine() not in ("aarch64", "arm64"))
+    assert build.endswith("-m kernel_builder build /src --out /out --variant torch29-cxx11-cann85-aarch64-linux")
+    assert check.endswith("-m kernel_builder check /out/torch29-cxx11-cann85-aarch64-linux --no-abi")
+    assert not out.exists()

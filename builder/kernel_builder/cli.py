@@ -99,9 +99,14 @@ def cmd_build_all(a) -> int:
         raise UsageError(f"{project.file}: the build matrix ({m.file}) gives this project no variant; "
                          f"see `kernel-builder list-variants {a.directory} --all`")
     engine = Engine(a.engine) if any(e.env for e in entries) else None
-    if engine:
+    if engine and not a.dry_run:
         engine.ping()
     out = Path(a.out) if a.out else project.root / "build"
+    if a.dry_run:
+        runner = containers.Runner(project, out, engine, options)
+        for e in entries:
+            print("\n".join(runner.command_lines(e)))
+        return 0
     print(f"kernel-builder {__version__}: {project.general.name}: {len(entries)} variant(s) of the matrix, "
           f"{a.jobs} at a time{f', engine {engine.path}' if engine else ''} -> {out}", flush=True)
     jobs = containers.build_all(project, entries, out, a.jobs, a.keep_going, engine, options)
@@ -250,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
                    "pattern, braces allowed: 'torch21{1,4}-*-cu130-*' (repeatable)")
     b.add_argument("-j", "--jobs", type=int, default=1, help="with --all: build N variants at once")
     b.add_argument("--keep-going", action="store_true", help="with --all: build the other variants after a failure")
+    b.add_argument("--dry-run", action="store_true", help="with --all: print the engine commands, run nothing")
     b.add_argument("--cuda-archs", help="only these CUDA capabilities, e.g. '9.0' or '8.0,9.0' (development builds)")
     b.add_argument("--stable-abi", help=argparse.SUPPRESS)  # set by `--all` for a torch-stable-abi variant
     b.add_argument("-v", "--verbose", action="store_true", help="print compiler commands and output")

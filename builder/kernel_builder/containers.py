@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -248,22 +249,16 @@ class Runner:
         stage.mkdir()
         try:
             mounts, env = self._mounts(entry, stage), self._env(entry, ref)
+            build, check = self.inner_commands(entry)
+            plat = platform(entry.env.arch)
             progress.set(job, "building")
             t0 = time.monotonic()
-            cmd = ["sh", "-c", _ENTRY, "kb", IMAGE_PYTHON, "-m", "kernel_builder", "build", SRC, "--out", OUT,
-                   "--variant", v]
-            if entry.stable_abi:
-                cmd += ["--stable-abi", entry.stable_abi]
-            if self.options.get("cuda_archs"):
-                cmd += ["--cuda-archs", ",".join(self.options["cuda_archs"])]
-            plat = platform(entry.env.arch)
-            if self.engine.run(ref, cmd, mounts, env, job.log, platform=plat) != 0 or \
+            if self.engine.run(ref, build, mounts, env, job.log, platform=plat) != 0 or \
                     not (stage / v / "metadata.json").is_file():
                 raise CompileError(f"{v}: build failed: {_inner_error(job.log)} (log: {job.log})")
             job.timings["build"] = time.monotonic() - t0
             progress.set(job, "checking")
             t0 = time.monotonic()
-            check = ["sh", "-c", _ENTRY, "kb", IMAGE_PYTHON, "-m", "kernel_builder", "check", f"{OUT}/{v}", "--no-abi"]
             if self.engine.run(ref, check, mounts, env, job.log, platform=plat) != 0:
                 raise CheckFailed(f"{v}: check in its image failed: {_inner_error(job.log)} (log: {job.log})")
             problems = check_variant(stage / v, import_check=False, abi_check=True)  # manylinux_2_28, abi3: here
@@ -273,6 +268,31 @@ class Runner:
             layout.adopt(self.out, v, stage / v)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+
+    def inner_commands(self, entry: Entry) -> tuple[list[str], list[str]]:
+        """What runs inside the container: the host build of one variant, then its check (import included:
+        this is the variant's own torch)."""
+        kb = ["sh", "-c", _ENTRY, "kb", IMAGE_PYTHON, "-m", "kernel_builder"]
+        build = kb + ["build", SRC, "--out", OUT, "--variant", entry.variant]
+        if entry.stable_abi:
+            build += ["--stable-abi", entry.stable_abi]
+        if self.options.get("cuda_archs"):
+            build += ["--cuda-archs", ",".join(self.options["cuda_archs"])]
+        return build, kb + ["check", f"{OUT}/{entry.variant}", "--no-abi"]
+
+    def command_lines(self, entry: Entry) -> list[str]:
+        """The engine commands `build --all` runs for one variant, as shell lines (`--dry-run`)."""
+        if entry.env is None:
+            return [f"# {entry.variant}: pure Python, laid out on this host (no container)"]
+        ref = images.tag(entry.env.image)
+        stage = self.out / f".kb-stage-{entry.variant}-<pid>"
+        mounts, env = self._mounts(entry, stage), self._env(entry, ref)
+        plat = platform(entry.env.arch)
+        lines = [f"# {entry.variant} in {ref} (FROM {entry.env.image.base}); "
+                 f"`kernel-builder images build --image {entry.env.image.name}` makes the image"]
+        for cmd in self.inner_commands(entry):
+            lines.append(shlex.join(self.engine.run_argv(ref, cmd, mounts, env, platform=plat)))
+        return lines
 
     def _pure_python(self, job: Job, progress: Progress) -> None:
         from .build import Selection, build_variant, make_plan

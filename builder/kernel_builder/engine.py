@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ class Engine:
             args += ["--progress", "plain"]
         args.append(str(context))
         with open(log, "a") as f:
-            f.write("$ " + " ".join([self.path, *args]) + "\n")
+            f.write("$ " + shlex.join([self.path, *args]) + "\n")
             f.flush()
             proc = subprocess.Popen([self.path, *args], stdout=f, stderr=subprocess.STDOUT, env=self._env())
             try:
@@ -162,21 +163,26 @@ class Engine:
             text = log.read_text(errors="replace")
             raise EnvironmentProblem(_explain(self.name, _last_error(text), f"building image {tag}") + f" (log: {log})")
 
-    def run(self, image: str, command: list[str], mounts: list[Mount], env: dict[str, str], log: Path,
-            workdir: str = "/tmp", platform: str | None = None) -> int:
-        """Run `command` in a fresh container as the invoking user; output appended to `log`."""
-        args = ["run", "--rm", "--network", "host", "-w", workdir] + self.user_args()
+    def run_argv(self, image: str, command: list[str], mounts: list[Mount], env: dict[str, str],
+                 workdir: str = "/tmp", platform: str | None = None) -> list[str]:
+        """The exact command line that runs `command` in a fresh container as the invoking user."""
+        args = [self.path, "run", "--rm", "--network", "host", "-w", workdir] + self.user_args()
         if platform:
             args += ["--platform", platform]
         for m in mounts:
             args += ["--mount", m.arg()]
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
-        args += [image, *command]
+        return args + [image, *command]
+
+    def run(self, image: str, command: list[str], mounts: list[Mount], env: dict[str, str], log: Path,
+            workdir: str = "/tmp", platform: str | None = None) -> int:
+        """Run `command` in a fresh container; output appended to `log`."""
+        argv = self.run_argv(image, command, mounts, env, workdir, platform)
         with open(log, "a") as f:
-            f.write("$ " + " ".join([self.path, *args]) + "\n")
+            f.write("$ " + shlex.join(argv) + "\n")
             f.flush()
-            return subprocess.run([self.path, *args], stdout=f, stderr=subprocess.STDOUT, env=self._env()).returncode
+            return subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=self._env()).returncode
 
     def user_args(self) -> list[str]:
         """Files written into mounted directories belong to the invoking user, never to root."""
