@@ -26,7 +26,9 @@ fp32 at the largest) that runs in a few minutes; ``--full`` is tokens {1, 16,
 14336} x dtypes, far too long for one 10-minute device call (filter it with
 ``--ops`` / ``--dtypes``). Small shapes (tokens <= 16) are launch-bound; the
 "small" section (``--no-small`` skips it) times them as plain launches and
-under CUDA graph replay, next to an empty kernel launch measured the same way.
+under CUDA graph replay, next to an empty kernel launch measured the same way
+and to a floor for ops that touch memory (torch's ``copy_`` of one 16x4096 bf16
+tensor, same rotation and timing).
 
 Shapes are ``tokens x hidden``; for gated activations (``*_and_mul``) hidden is
 the output width, the input is ``tokens x 2*hidden``. For ``rotary`` (vs
@@ -434,7 +436,7 @@ class Runner:
         }
         return row
 
-    def small(self, name, t, h, dtype, empty_plain, empty_graph):
+    def small(self, name, t, h, dtype, empty_plain, empty_graph, floor_graph=float("nan")):
         """Launch-bound shapes: plain launches and CUDA graph replay, vs an empty launch."""
         spec = self.specs[name]
         kernel = self.loaded[spec.kernel]
@@ -457,11 +459,26 @@ class Runner:
             row["graph_us_ours"] = round(self.timer.graph_median_us(ours, replays=max(20, it // 5)), 2)
             row["graph_us_eager"] = round(self.timer.graph_median_us(eager, replays=max(20, it // 5)), 2)
             row["graph_us_empty"] = round(empty_graph, 2)
+            row["graph_us_copy_floor"] = round(floor_graph, 2)
         row["vs_empty"] = round(row["us_ours"] / empty_plain, 2)
         if "graph_us_ours" in row:
             row["graph_vs_empty"] = round(row["graph_us_ours"] / empty_graph, 2)
+            row["graph_vs_copy_floor"] = round(row["graph_us_ours"] / floor_graph, 2)
         row["check"] = "ok" if ok and check(spec, kernel, sets[-1][1], sets[-1][0], dtype) else "FAIL"
         return row
+
+
+def copy_floor_us(timer: Timer, device: str, iters: int, shape=(16, 4096), sets: int = 64) -> tuple[float, float]:
+    """The floor for an op that must touch memory: torch's ``dst.copy_(src)`` of one bf16 tensor of ``shape``
+    (one small elementwise kernel that reads and writes it), rotated over ``sets`` buffer pairs, as plain launches
+    and in a CUDA graph, timed like our ops."""
+    if not timer.cuda:
+        return float("nan"), float("nan")
+    pairs = [(torch.randn(*shape, dtype=torch.bfloat16, device=device), torch.empty(*shape, dtype=torch.bfloat16,
+                                                                                    device=device))
+             for _ in range(sets)]
+    fns = [lambda s=s_, d=d_: d.copy_(s) for s_, d_ in pairs]
+    return timer.median_us(fns, 20, iters), timer.graph_median_us(fns, replays=max(20, iters // 5))
 
 
 def empty_launch_us(timer: Timer, iters: int) -> tuple[float, float]:
@@ -513,6 +530,11 @@ def summarize(rows, small_rows, copy_gbs, compile_: bool) -> list[str]:
             n = sum(r["graph_vs_empty"] <= 1.2 for r in g)
             lines.append(f"  small shapes <= 1.2x an empty launch (CUDA graph replay): {n}/{len(g)}; worst "
                          f"{w['graph_vs_empty']}x ({w['op']} {w['shape']})")
+            if "graph_vs_copy_floor" in w:
+                n = sum(r["graph_vs_copy_floor"] <= 1.2 for r in g)
+                w = max(g, key=lambda r: r["graph_vs_copy_floor"])
+                lines.append(f"  small shapes <= 1.2x the copy_ floor (CUDA graph replay): {n}/{len(g)}; worst "
+                             f"{w['graph_vs_copy_floor']}x ({w['op']} {w['shape']})")
     return lines
 
 
@@ -618,22 +640,27 @@ def main(argv=None) -> int:
     small_rows = []
     if args.small and not args.full:
         empty_plain, empty_graph = empty_launch_us(timer, args.iters)
+        floor_plain, floor_graph = copy_floor_us(timer, device, args.iters)
         print(f"\nsmall shapes (launch-bound), bf16; empty kernel launch (torch.cuda._sleep(0)): "
               f"{empty_plain:.2f} µs plain, {empty_graph:.2f} µs per kernel in a CUDA graph")
+        print(f"floor for an op that touches memory (copy_ of one 16x4096 bf16 tensor, 64 buffer sets): "
+              f"{floor_plain:.2f} µs plain, {floor_graph:.2f} µs per kernel in a CUDA graph "
+              f"({floor_graph / empty_graph:.2f}x the empty kernel)")
         print(f"{'op':<19} {'shape':>8} {'µs ours':>8} {'eager':>8} "
-              + f"{'/empty':>7} | graph: {'ours':>6} {'eager':>6} {'/empty':>7} check")
+              + f"{'/empty':>7} | graph: {'ours':>6} {'eager':>6} {'/empty':>7} {'/copy':>6} check")
         for t, h in SMALL_SHAPES:
             for name in specs:
                 if dts is not None and "bf16" not in dts:
                     continue
-                row = runner.small(name, t, h, torch.bfloat16, empty_plain, empty_graph)
+                row = runner.small(name, t, h, torch.bfloat16, empty_plain, empty_graph, floor_graph)
                 if row is None:
                     continue
                 small_rows.append(row)
                 print(f"{name:<19} {row['shape']:>8} {row['us_ours']:8.2f} {row['us_eager']:8.2f} "
                       + f"{row['vs_empty']:6.2f}x | "
                       + (f"{row.get('graph_us_ours', float('nan')):12.2f} {row.get('graph_us_eager', float('nan')):6.2f} "
-                         f"{row.get('graph_vs_empty', float('nan')):6.2f}x " if timer.cuda else "")
+                         f"{row.get('graph_vs_empty', float('nan')):6.2f}x "
+                         f"{row.get('graph_vs_copy_floor', float('nan')):5.2f}x " if timer.cuda else "")
                       + row["check"], flush=True)
 
     lines = summarize(rows, small_rows, copy_gbs, args.compile)
