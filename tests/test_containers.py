@@ -158,3 +158,17 @@ def test_cann_variants_without_the_cann_image_say_which_and_how(tmp_path):
     assert "quay.io/ascend/cann:" in failed[0] and "is neither local nor pullable" in failed[0]
     assert "save" in failed[0] and "load" in failed[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_prune_removes_stale_images_only(base_image):
+    docker = _docker()
+    ref = "kernel-builder/kbtest-prune:0123456789ab"  # made by kernel-builder (label) from inputs no matrix has
+    r = subprocess.run([docker, "build", "-q", "-t", ref, "--label", "org.kernel-builder.image=kbtest-prune", "-"],
+                       input=f"FROM {BASE}\n", capture_output=True, text=True, env=dict(os.environ, DOCKER_BUILDKIT="1"))
+    assert r.returncode == 0, r.stderr
+    listed = run_cli("images", "list").stdout
+    assert any(ln.startswith("kbtest-prune ") and "stale" in ln for ln in listed.splitlines())
+    out = run_cli("images", "prune", "--image", "kbtest-prune").stdout
+    assert f"removed {ref}" in out and "1 image(s) removed" in out
+    assert subprocess.run([docker, "image", "inspect", ref], capture_output=True).returncode != 0
+    assert subprocess.run([docker, "image", "inspect", BASE], capture_output=True).returncode == 0  # not ours

@@ -176,7 +176,7 @@ def cmd_images(a) -> int:
         return 0
     if a.images_verb == "prune":
         rows = images.listing(engine, m)
-        doomed = [r for r in rows if a.all or r["state"] == "stale"]
+        doomed = [r for r in rows if (a.all or r["state"] == "stale") and (not a.image or r["image"] in a.image)]
         for r in doomed:
             engine.remove(r["ref"])
             print(f"removed {r['ref']} ({r['size']})")
@@ -278,6 +278,7 @@ def parser() -> argparse.ArgumentParser:
     il = isub.add_parser("list", help="kernel-builder images held by the engine: current or stale")
     ip = isub.add_parser("prune", help="remove stale kernel-builder images (--all: every one)")
     ip.add_argument("--all", action="store_true")
+    ip.add_argument("--image", action="append", metavar="NAME", help="only images of this name (repeatable)")
     for sp in (ib, il, ip):
         matrix_args(sp)
         sp.set_defaults(func=cmd_images)
