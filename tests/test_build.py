@@ -250,3 +250,19 @@ def test_concurrent_builds_of_one_project_take_turns(tiny_project, tmp_path, pri
     metas = [(_variant(o) / "metadata.json").read_bytes() for o in outs]
     assert metas[0] == metas[1]
     run_cli("check", outs[0], "--no-abi")
+
+
+def test_noarch_project_with_all_builds_on_the_host_without_containers(tmp_path, private_cache):
+    proj = tmp_path / "pyk"
+    (proj / "torch-ext" / "py_relu").mkdir(parents=True)
+    (proj / "build.toml").write_text('[general]\nname = "py-relu"\nversion = 1\nedition = 5\nlicense = "MIT"\n'
+                                     'backends = ["cpu", "cuda"]\n\n[torch-noarch]\n')
+    (proj / "torch-ext" / "py_relu" / "__init__.py").write_text("from ._ops import add_op_namespace_prefix\n")
+    listed = run_cli("list-variants", proj, "--all").stdout
+    assert "torch-cpu" in listed and "torch-cuda" in listed and "host (pure Python)" in listed
+    out = tmp_path / "out"
+    # no engine is needed (or started): --engine names one that does not exist
+    r = run_cli("build", proj, "--all", "--out", out, "--engine", "no-such-engine-kb")
+    assert sorted(p.name for p in out.iterdir()) == ["torch-cpu", "torch-cuda"], r.stdout
+    assert "2 built" in r.stdout
+    run_cli("check", out)
