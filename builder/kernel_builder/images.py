@@ -9,7 +9,6 @@ the build and handed to pip inside as http URLs, together with the host's CA bun
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import http.server
 import json
