@@ -228,6 +228,19 @@ def staged_library(plan: Plan) -> Path | None:
     return None
 
 
+def run_logged(cmd: list[str], log, env: dict, verbose: bool) -> int:
+    """Run a build step with its output in the log (and on the terminal with -v); the exit status."""
+    log.write("$ " + " ".join(cmd) + "\n")
+    log.flush()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                            errors="replace")
+    for line in proc.stdout:
+        log.write(line)
+        if verbose:
+            sys.stdout.write(line)
+    return proc.wait()
+
+
 def _compile(plan: Plan, host: Host, verbose: bool) -> Path:
     """Run the compile child unless this exact fingerprint's library is already staged."""
     done = staged_library(plan)
@@ -261,15 +274,7 @@ def _compile(plan: Plan, host: Host, verbose: bool) -> Path:
     log_path = plan.workdir / "build.log"
     cmd = [sys.executable, "-m", "kernel_builder.compile", str(job_file)]
     with open(log_path, "w") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
-        log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-                                errors="replace")
-        for line in proc.stdout:
-            log.write(line)
-            if verbose:
-                sys.stdout.write(line)
-        rc = proc.wait()
+        rc = run_logged(cmd, log, env, verbose)
     if rc != 0 or not so.is_file():
         text = log_path.read_text(errors="replace").splitlines()
         errs = ([ln.strip() for ln in text if "error:" in ln or "error " in ln.lower()[:12]]

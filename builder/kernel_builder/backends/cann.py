@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 from importlib.util import find_spec
@@ -393,15 +392,9 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def _run_logged(cmd: list[str], log, env: dict, verbose: bool) -> int:
-    log.write("$ " + " ".join(cmd) + "\n")
-    log.flush()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-                            errors="replace")
-    for line in proc.stdout:
-        log.write(line)
-        if verbose:
-            sys.stdout.write(line)
-    return proc.wait()
+    from ..build import run_logged
+
+    return run_logged(cmd, log, env, verbose)
 
 
 def _first_error(log_path: Path, rc: int) -> str:
