@@ -107,6 +107,14 @@ def cmd_build_all(a) -> int:
         for e in entries:
             print("\n".join(runner.command_lines(e)))
         return 0
+    if engine and not a.keep_going:
+        # fail before building anything when an image cannot even be started: one line, not a table of
+        # identical failures (with --keep-going the variants that can be built still are)
+        from . import images
+
+        for base in dict.fromkeys(e.env.image.base for e in entries
+                                  if e.env and not engine.image_exists(images.tag(e.env.image))):
+            engine.ensure_base(base)
     print(f"kernel-builder {__version__}: {project.general.name}: {len(entries)} variant(s) of the matrix, "
           f"{a.jobs} at a time{f', engine {engine.path}' if engine else ''} -> {out}", flush=True)
     jobs = containers.build_all(project, entries, out, a.jobs, a.keep_going, engine, options)
