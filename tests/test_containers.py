@@ -124,7 +124,9 @@ def test_a_compile_error_fails_that_variant_cleanly(base_image, tmp_path, tiny_p
     out = tmp_path / "build"
     out.mkdir()
     (out / "keep.txt").write_text("not ours")
-    r = _all(tiny_project, out, "--variant", "torch213-*")
+    logs = tmp_path / "logs"
+    r = _all(tiny_project, out, "--variant", "torch213-*", "--log-dir", logs)
+    assert "this is not C++" in (logs / f"{CPU213}.log").read_text()  # the compiler's own output, kept
     assert r.returncode == 4, r.stdout + r.stderr
     failed = next(ln for ln in r.stdout.splitlines() if ln.startswith("failed:"))
     assert "compile failed" in failed and "error" in failed and "log:" in failed

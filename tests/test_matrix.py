@@ -205,6 +205,7 @@ def test_github_workflow_lints_clean_and_builds_each_variant_with_the_ci_command
         if e.variant:
             assert f"          - {e.variant}\n" in text
     assert 'kernel-builder build kernels_src/activation --all --variant "${{ matrix.variant }}" --out build' in text
+    assert "if: failure()" in text and "path: logs" in text  # a failed variant's log is kept
     assert "kernel-builder check build --no-import" in text and "kernel-builder upload build" in text
     # the linter is real: a broken workflow is reported
     bad = tmp_path / "bad.yml"
@@ -258,6 +259,6 @@ def test_the_exact_container_commands_of_a_cann_build(tmp_path):
         assert f"source={KERNELS_SRC / 'rmsnorm'},target=/src,readonly" in cmd
         assert "/usr/local/Ascend/ascend-toolkit/set_env.sh" in cmd and "TORCH_DEVICE_BACKEND_AUTOLOAD=0" in cmd
         assert ("--platform linux/arm64" in cmd) == (pf.machine() not in ("aarch64", "arm64"))
-    assert build.endswith("-m kernel_builder build /src --out /out --variant torch29-cxx11-cann85-aarch64-linux")
+    assert build.endswith("-m kernel_builder build /src --out /out --variant torch29-cxx11-cann85-aarch64-linux -v")
     assert check.endswith("-m kernel_builder check /out/torch29-cxx11-cann85-aarch64-linux --no-abi")
     assert not out.exists()

@@ -117,7 +117,8 @@ def cmd_build_all(a) -> int:
             engine.ensure_base(base)
     print(f"kernel-builder {__version__}: {project.general.name}: {len(entries)} variant(s) of the matrix, "
           f"{a.jobs} at a time{f', engine {engine.path}' if engine else ''} -> {out}", flush=True)
-    jobs = containers.build_all(project, entries, out, a.jobs, a.keep_going, engine, options)
+    jobs = containers.build_all(project, entries, out, a.jobs, a.keep_going, engine, options,
+                                Path(a.log_dir) if a.log_dir else None)
     print(containers.summary(jobs, time.monotonic() - t0))
     failed = [j for j in jobs if j.state == "failed"]
     if failed:  # the first failure's class: 3 environment (engine, image), 4 compile, 5 check
@@ -264,6 +265,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("-j", "--jobs", type=int, default=1, help="with --all: build N variants at once")
     b.add_argument("--keep-going", action="store_true", help="with --all: build the other variants after a failure")
     b.add_argument("--dry-run", action="store_true", help="with --all: print the engine commands, run nothing")
+    b.add_argument("--log-dir", help="with --all: write the per-variant logs here (default: kernel-builder's cache)")
     b.add_argument("--cuda-archs", help="only these CUDA capabilities, e.g. '9.0' or '8.0,9.0' (development builds)")
     b.add_argument("--stable-abi", help=argparse.SUPPRESS)  # set by `--all` for a torch-stable-abi variant
     b.add_argument("-v", "--verbose", action="store_true", help="print compiler commands and output")

@@ -273,7 +273,7 @@ class Runner:
         """What runs inside the container: the host build of one variant, then its check (import included:
         this is the variant's own torch)."""
         kb = ["sh", "-c", _ENTRY, "kb", IMAGE_PYTHON, "-m", "kernel_builder"]
-        build = kb + ["build", SRC, "--out", OUT, "--variant", entry.variant]
+        build = kb + ["build", SRC, "--out", OUT, "--variant", entry.variant, "-v"]  # -v: compiler output in the log
         if entry.stable_abi:
             build += ["--stable-abi", entry.stable_abi]
         if self.options.get("cuda_archs"):
@@ -321,8 +321,10 @@ def _inner_error(log: Path) -> str:
 
 
 def build_all(project: Project, entries: list[Entry], out: Path, jobs: int, keep_going: bool,
-              engine: Engine | None, options: dict) -> list[Job]:
-    logs = log_dir(project)
+              engine: Engine | None, options: dict, logs: Path | None = None) -> list[Job]:
+    if logs is None:
+        logs = log_dir(project)
+    logs.mkdir(parents=True, exist_ok=True)
     todo = [Job(e, logs / f"{e.variant}.log") for e in entries]
     runner = Runner(project, out, engine, options)
     progress = Progress(todo)
