@@ -465,12 +465,8 @@ def test_host_binding_links_against_torch_npu_wheel(tmp_path):
 
 # A stand-in for CANN's ascendc.cmake: ascendc_library & co. become plain C++ static libraries, so the
 # rendered CMakeLists configures and builds its binding half for real (the Ascend C compile is not tested).
-STUB_ASCENDC_CMAKE = """\
-function(ascendc_library name type)
-  add_library(${name} ${type} ${ARGN})
-  set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
-  file(WRITE ${CMAKE_BINARY_DIR}/include/${name}/aclrtlaunch_${name}.h "extern \\"C\\" int ${name}_stub();\\n")
-endfunction()
+# ascendc.cmake's target helpers, as plain CMake (shared by the fake toolkits of the tests)
+STUB_ASCENDC_HELPERS = """\
 function(ascendc_compile_definitions t)
   target_compile_definitions(${t} ${ARGN})
 endfunction()
@@ -481,6 +477,14 @@ function(ascendc_compile_options t)
   target_compile_options(${t} ${ARGN})
 endfunction()
 """
+
+STUB_ASCENDC_CMAKE = """\
+function(ascendc_library name type)
+  add_library(${name} ${type} ${ARGN})
+  set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  file(WRITE ${CMAKE_BINARY_DIR}/include/${name}/aclrtlaunch_${name}.h "extern \\"C\\" int ${name}_stub();\\n")
+endfunction()
+""" + STUB_ASCENDC_HELPERS
 
 CMAKE_BUILD_TOML = """\
 [general]

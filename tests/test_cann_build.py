@@ -28,6 +28,7 @@ from kernel_builder.backends import cann as cann_backend
 from kernel_builder.config import load_project
 from kernel_builder.errors import EnvironmentProblem, UsageError
 from kernel_builder.render import render
+from test_cann import STUB_ASCENDC_HELPERS
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -285,16 +286,7 @@ function(ascendc_library name type)
          "#pragma once\\n#include \\"acl/acl_base.h\\"\\nextern \\"C\\" uint32_t aclrtlaunch_kb_fused_add_rms_norm_${t}(${fused});\\n")
   endforeach()
 endfunction()
-function(ascendc_compile_definitions t)
-  target_compile_definitions(${t} ${ARGN})
-endfunction()
-function(ascendc_include_directories t)
-  target_include_directories(${t} ${ARGN})
-endfunction()
-function(ascendc_compile_options t)
-  target_compile_options(${t} ${ARGN})
-endfunction()
-"""
+""" + STUB_ASCENDC_HELPERS
 
 
 def _fake_cann(root: Path) -> Path:
