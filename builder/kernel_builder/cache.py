@@ -20,10 +20,14 @@ def root() -> Path:
     return base
 
 
+def project_key(project_root: Path) -> str:
+    """A checkout's cache key: its path, so two checkouts never share build state."""
+    return hashlib.sha256(str(project_root.resolve()).encode()).hexdigest()[:12]
+
+
 def variant_dir(project_root: Path, name: str, variant: str) -> Path:
-    """One directory per (project, variant): keyed by the project's path so two checkouts never share."""
-    key = hashlib.sha256(str(project_root.resolve()).encode()).hexdigest()[:12]
-    d = root() / "builds" / f"{name}-{key}" / variant
+    """One directory per (project, variant)."""
+    d = root() / "builds" / f"{name}-{project_key(project_root)}" / variant
     d.mkdir(parents=True, exist_ok=True)
     return d
 

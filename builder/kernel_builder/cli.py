@@ -44,7 +44,7 @@ def cmd_build(a) -> int:
     if a.all:
         return cmd_build_all(a)
     from .build import build_variant, make_plan, select
-    from .matrix import expand_braces
+    from .matrix import matches
 
     t0 = time.monotonic()
     project, host = _project_and_host(a.directory)
@@ -52,10 +52,7 @@ def cmd_build(a) -> int:
     selections = select(project, host, options)
     todo = [s for s in selections if s.variant]
     if a.variant:
-        import fnmatch
-
-        pats = [alt for p in a.variant for alt in expand_braces(p)]
-        todo = [s for s in todo if any(fnmatch.fnmatchcase(s.variant, p) for p in pats)]
+        todo = [s for s in todo if matches(s.variant, a.variant)]
         if not todo:
             raise UsageError(f"--variant {', '.join(a.variant)}: not buildable on this host "
                              f"(buildable: {', '.join(s.variant for s in selections if s.variant) or 'none'}; "
@@ -112,8 +109,8 @@ def cmd_build_all(a) -> int:
         # identical failures (with --keep-going the variants that can be built still are)
         from . import images
 
-        for base in dict.fromkeys(e.env.image.base for e in entries
-                                  if e.env and not engine.image_exists(images.tag(e.env.image))):
+        needed = {e.env.image.name: e.env.image for e in entries if e.env}.values()
+        for base in dict.fromkeys(i.base for i in needed if not engine.image_exists(images.tag(i))):
             engine.ensure_base(base)
     print(f"kernel-builder {__version__}: {project.general.name}: {len(entries)} variant(s) of the matrix, "
           f"{a.jobs} at a time{f', engine {engine.path}' if engine else ''} -> {out}", flush=True)

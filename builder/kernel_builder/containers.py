@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, cache, images, layout
@@ -47,7 +47,6 @@ class Job:
     size: int = 0
     error: str | None = None
     exit_code: int = 0
-    timings: dict = field(default_factory=dict)
 
     @property
     def variant(self) -> str:
@@ -143,8 +142,7 @@ def runtime_bundle() -> Path:
 
 
 def project_cache(project: Project) -> Path:
-    key = hashlib.sha256(str(project.root.resolve()).encode()).hexdigest()[:12]
-    d = cache.root() / "containers" / f"{project.general.name}-{key}"
+    d = cache.root() / "containers" / f"{project.general.name}-{cache.project_key(project.root)}"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -175,7 +173,7 @@ def _up_to_date(stamp: Path, key: str, target: Path) -> bool:
 
 
 class Runner:
-    def __init__(self, project: Project, out: Path, engine: Engine | None, options: dict, progress_stream=None):
+    def __init__(self, project: Project, out: Path, engine: Engine | None, options: dict):
         self.project, self.out, self.engine, self.options = project, out, engine, options
         self.prov = layout.provenance(project)
         self.bundle = runtime_bundle() if engine else None
@@ -184,7 +182,6 @@ class Runner:
         self.stamps = project_cache(project) / "stamps"
         self.stamps.mkdir(parents=True, exist_ok=True)
         self.cancel = threading.Event()
-        self.stream = progress_stream
 
     def _mounts(self, entry: Entry, stage: Path) -> list[Mount]:
         pc = project_cache(self.project) / entry.env.image.name
@@ -225,9 +222,7 @@ class Runner:
                 progress.set(job, "up to date")
                 return
             progress.set(job, "preparing image")
-            t0 = time.monotonic()
-            ref, built = images.ensure(self.engine, entry.env.image, job.log, platform=platform(entry.env.arch))
-            job.timings["image"] = time.monotonic() - t0
+            ref, _ = images.ensure(self.engine, entry.env.image, job.log, platform=platform(entry.env.arch))
             self._build_in_container(job, progress, ref)
             target = self.out / entry.variant
             cache.write_atomic(stamp, json.dumps({"key": key, "metadata": hashlib.sha256(
@@ -252,19 +247,15 @@ class Runner:
             build, check = self.inner_commands(entry)
             plat = platform(entry.env.arch)
             progress.set(job, "building")
-            t0 = time.monotonic()
             if self.engine.run(ref, build, mounts, env, job.log, platform=plat) != 0 or \
                     not (stage / v / "metadata.json").is_file():
                 raise CompileError(f"{v}: build failed: {_inner_error(job.log)} (log: {job.log})")
-            job.timings["build"] = time.monotonic() - t0
             progress.set(job, "checking")
-            t0 = time.monotonic()
             if self.engine.run(ref, check, mounts, env, job.log, platform=plat) != 0:
                 raise CheckFailed(f"{v}: check in its image failed: {_inner_error(job.log)} (log: {job.log})")
             problems = check_variant(stage / v, import_check=False, abi_check=True)  # manylinux_2_28, abi3: here
             if problems:
                 raise CheckFailed(f"{v}: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
-            job.timings["check"] = time.monotonic() - t0
             layout.adopt(self.out, v, stage / v)
         finally:
             shutil.rmtree(stage, ignore_errors=True)

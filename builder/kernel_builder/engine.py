@@ -199,11 +199,6 @@ class Engine:
             rows.append({"ref": ref, "id": iid, "size": size, "created": created})
         return rows
 
-    def label_of(self, ref: str, label: str) -> str | None:
-        r = subprocess.run([self.path, "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', ref],
-                           capture_output=True, text=True, env=self._env(), timeout=60)
-        return r.stdout.strip() or None if r.returncode == 0 else None
-
     def remove(self, ref: str) -> None:
         self._call(["rmi", ref], f"removing {ref}")
 

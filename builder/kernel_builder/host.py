@@ -68,7 +68,8 @@ class Host:
         return f"backend {backend_family} is not built by kernel-builder yet"
 
 
-def _machine() -> str:
+def machine() -> str:
+    """This CPU as variant names spell it (x86_64, aarch64)."""
     m = platform.machine()
     return {"AMD64": "x86_64", "arm64": "aarch64"}.get(m, m)
 
@@ -124,7 +125,7 @@ def detect() -> Host:
     t = json.loads(r.stdout.strip().splitlines()[-1])
     nvcc, nvcc_version, cuda_home = find_cuda()
     host = Host(python=sys.executable, torch_version=t["torch"], cxx11_abi=t["cxx11"], torch_cuda=t["cuda"],
-                nvcc=nvcc, nvcc_version=nvcc_version, cuda_home=cuda_home, arch=_machine(),
+                nvcc=nvcc, nvcc_version=nvcc_version, cuda_home=cuda_home, arch=machine(),
                 os=platform.system().lower())
     cache.write_atomic(path, json.dumps({"key": key, "host": asdict(host)}))
     return host

@@ -234,6 +234,11 @@ def expand_braces(pattern: str) -> list[str]:
     return out
 
 
+def matches(name: str, patterns: list[str]) -> bool:
+    """Shell-style patterns with braces, as `--variant` takes them."""
+    return any(fnmatch.fnmatchcase(name, alt) for p in patterns for alt in expand_braces(p))
+
+
 def pick(entries: list[Entry], patterns: list[str] | None) -> list[Entry]:
     """The buildable entries matching any pattern (all when none); a pattern matching nothing is an error."""
     buildable = [e for e in entries if e.variant]
@@ -241,8 +246,7 @@ def pick(entries: list[Entry], patterns: list[str] | None) -> list[Entry]:
         return buildable
     chosen, unmatched = [], []
     for pat in patterns:
-        alts = expand_braces(pat)
-        hits = [e for e in buildable if any(fnmatch.fnmatchcase(e.variant, a) for a in alts)]
+        hits = [e for e in buildable if matches(e.variant, [pat])]
         if not hits:
             unmatched.append(pat)
         chosen += [e for e in hits if e not in chosen]
@@ -254,7 +258,6 @@ def pick(entries: list[Entry], patterns: list[str] | None) -> list[Entry]:
 
 def platform(arch: str) -> str | None:
     """The engine's --platform for an environment of another CPU arch (emulated: needs binfmt/qemu)."""
-    import platform as _p
+    from .host import machine
 
-    here = {"AMD64": "x86_64", "arm64": "aarch64"}.get(_p.machine(), _p.machine())
-    return None if arch == here else {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[arch]
+    return None if arch == machine() else {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[arch]
