@@ -5,24 +5,13 @@ Build first (``kernel-builder build kernels_src/rmsnorm``), then run
 KERNEL_BUILD_DIR, else the project's own ``build/``.
 """
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
 kernels = pytest.importorskip("kernels")
 
-BUILD_DIR = Path(os.environ.get("KERNEL_BUILD_DIR", Path(__file__).resolve().parent.parent / "build"))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
-
-
-@pytest.fixture(scope="module")
-def rmsnorm():
-    if not BUILD_DIR.is_dir():
-        pytest.skip(f"rmsnorm kernel not built: no build directory at {BUILD_DIR} (set KERNEL_BUILD_DIR)")
-    return kernels.get_local_kernel(BUILD_DIR)
 
 
 def reference(x, w, eps):

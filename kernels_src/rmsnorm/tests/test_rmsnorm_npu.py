@@ -7,16 +7,12 @@ installed CANN); everywhere else they are skipped with a one-line reason.
 These tests have never run: no NPU was available when they were written.
 """
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 kernels = pytest.importorskip("kernels")
-
-BUILD_DIR = Path(os.environ.get("KERNEL_BUILD_DIR", Path(__file__).resolve().parent.parent / "build"))
-
 
 def _npu_reason():
     try:
@@ -46,13 +42,6 @@ def _dtypes():
     if REASON is None and not _soc().startswith("Ascend310P"):
         out.append(torch.bfloat16)
     return out
-
-
-@pytest.fixture(scope="module")
-def rmsnorm():
-    if not BUILD_DIR.is_dir():
-        pytest.skip(f"rmsnorm kernel not built: no build directory at {BUILD_DIR} (set KERNEL_BUILD_DIR)")
-    return kernels.get_local_kernel(BUILD_DIR)
 
 
 def reference(x, w, eps):
