@@ -172,9 +172,6 @@ def test_engine_errors_are_one_line():
 
 
 def test_engine_down_is_one_line(tmp_path):
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    docker = fake / "docker"
     # a docker client with no daemon behind it: the real client, pointed at a socket nobody serves
     real = shutil.which("docker", path="/usr/bin") or shutil.which("docker")
     if not real:
@@ -183,7 +180,6 @@ def test_engine_down_is_one_line(tmp_path):
                 env={"DOCKER_HOST": f"unix://{tmp_path}/nobody.sock"}, check=False)
     assert r.returncode == 3, r.stdout + r.stderr
     assert r.stderr.strip().count("\n") == 0 and "daemon is not running" in r.stderr
-    assert not docker.exists()
 
 
 def _actionlint() -> list[str]:
