@@ -1,10 +1,12 @@
 // CUDA implementation of RMSNorm (optionally fused with a residual add).
 //
 // Rows up to 4 packs per thread at 512 threads (16384 bf16 / 8192 fp32
-// elements) are read once into registers by a persistent, software-pipelined
-// kernel (rms_norm_cached_kernel: the next row's loads are in flight while
-// the current row is reduced and written; short rows share a block, a group
-// of lanes each, reduced with shuffles). The sum of squares is accumulated
+// elements) are read once into registers by rms_norm_cached_kernel: with
+// many rows, one block per row and nothing prefetched (fewer registers, more
+// rows resident per SM); with few rows per resident block, or short rows
+// (which share a block, a group of lanes each, reduced with shuffles), a
+// persistent, software-pipelined grid whose next row's loads are in flight
+// while the current row is reduced and written. The sum of squares is accumulated
 // in float32 (when fused, residual_out is written on the way). Longer rows
 // (and odd sizes) take a streaming kernel that re-reads the row from L1 in
 // its second pass (long rows get 1024-thread blocks so that the re-read
@@ -260,25 +262,37 @@ __global__ void __launch_bounds__(1024)
   }
 }
 
-// Register-cached, persistent, software-pipelined kernel (rows of at most
-// kCache * blockDim.x packs). A block is blockDim.y rows of blockDim.x
-// threads: kWarp (blockDim.x <= 32, a power of two) reduces each row with
-// shuffles among its blockDim.x lanes, otherwise (blockDim.y == 1) through
-// shared memory. Each thread holds its packs of the current row in
-// registers (the row is read from memory once) and issues the loads of its
-// next row before reducing and writing the current one, so a block always
-// has a row's loads in flight (the H100 run of the one-row-at-a-time kernel
-// gave 58-74 % of the copy bandwidth at 4096 x 8192 bf16: nothing in flight
-// during the reduction and the stores). Packs are kept as 32-bit words (see
-// Words) and the weight is re-read per row from L1, to leave registers for
-// more resident rows.
-// The grid is sized to the blocks that fit on the device at once. Rows are
-// visited in steps of gridDim.x * blockDim.y, uniformly across a block (the
-// barriers and shuffles need every thread), so rows past the end are masked.
+// Register-cached kernel (rows of at most kCache * blockDim.x packs). A
+// block is blockDim.y rows of blockDim.x threads: kWarp (blockDim.x <= 32, a
+// power of two) reduces each row with shuffles among its blockDim.x lanes,
+// otherwise (blockDim.y == 1) through shared memory. Each thread holds its
+// packs of the row in registers (the row is read from memory once); packs
+// are kept as 32-bit words (see Words). Three ways to run it:
+// - kPrefetch: a persistent grid (the blocks that fit on the device at
+//   once) where a thread issues the loads of its next row before reducing
+//   and writing the current one, so a block always has a row's loads in
+//   flight (the H100 run of a one-row-at-a-time persistent kernel gave
+//   58-74 % of the copy bandwidth at 4096 x 8192 bf16). Rows are visited in
+//   steps of gridDim.x * blockDim.y, uniformly across a block (the barriers
+//   and shuffles need every thread), so rows past the end are masked.
+// - one pass (neither flag): a block per group of rows, the loop runs once
+//   and a thread holds one row, not two (bf16 rows of 8192: 56 registers
+//   instead of 72, 4 resident blocks per SM instead of 3). With many rows
+//   per resident block that wins (H200, bf16, CUDA events: 4096 x 8192
+//   40.2 -> 38.0 us, 8192 x 14336 129.5 -> 122.4 us, 32768 x 4096 149.3 ->
+//   134.3 us, fused 4096 x 8192 76.2 -> 70.3 us); at 2048 x 4096 (1.7 rows
+//   per resident block) and on the short-row path it lost 4-8 %.
+// - one pass with kEarlyWeight: the weight is loaded with the row instead
+//   of after the reduction (a dependent L2 round trip less, registers
+//   more), for rows that fit in one wave: under CUDA graph replay 1 x 4096
+//   bf16 2.07 -> 1.95 us, 16 x 4096 2.16 -> 2.06 us.
+// Otherwise the weight (read by every row: L1/L2 hits) is re-read per row
+// after the reduction, to leave registers for more resident rows.
 // Outputs may alias inputs exactly (out/input, residual_out/residual): an
 // element is read, then written, by the same thread, and the prefetched row
 // is a different row.
-template <typename T, int N, bool kFused, int kCache, bool kWarp>
+template <typename T, int N, bool kFused, int kCache, bool kWarp,
+          bool kPrefetch, bool kEarlyWeight = false>
 __global__ void __launch_bounds__(512)
     rms_norm_cached_kernel(T* out, T* res_out, const T* in, const T* res,
                            const T* __restrict__ weight, RmsNormArgs a) {
@@ -308,13 +322,29 @@ __global__ void __launch_bounds__(512)
     }
   };
   int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
-  load_row(row, xc, rc);
+  if constexpr (kPrefetch) {
+    load_row(row, xc, rc);
+  }
   for (int64_t r0 = static_cast<int64_t>(blockIdx.x) * blockDim.y; r0 < a.rows;
        r0 += step, row += step) {
     P xn[kCache];
     P rn[kFused ? kCache : 1];
-    load_row(row + step, xn, rn);  // next row: in flight during this one
+    if constexpr (kPrefetch) {
+      load_row(row + step, xn, rn);  // next row: in flight during this one
+    } else {
+      load_row(row, xc, rc);
+    }
     const bool valid = row < a.rows;
+    P w[kCache];
+    if constexpr (kEarlyWeight) {
+#pragma unroll
+      for (int c = 0; c < kCache; ++c) {
+        const int i = lane + c * tx;
+        if (i < npacks) {
+          w[c] = load_words<T, N>(weight + static_cast<int64_t>(i) * N);
+        }
+      }
+    }
     float ss = 0.0f;
     if (valid) {
       T* ro = kFused ? res_out + row * a.res_out_stride : nullptr;
@@ -352,14 +382,13 @@ __global__ void __launch_bounds__(512)
     const float inv_rms = rsqrtf(ss / static_cast<float>(d) + a.eps);
     if (valid) {
       T* o = out + row * a.out_stride;
-      // The weight (read by every row: L1/L2 hits) is not kept in registers:
-      // they go to the in-flight row instead.
-      P w[kCache];
+      if constexpr (!kEarlyWeight) {
 #pragma unroll
-      for (int c = 0; c < kCache; ++c) {
-        const int i = lane + c * tx;
-        if (i < npacks) {
-          w[c] = load_words<T, N>(weight + static_cast<int64_t>(i) * N);
+        for (int c = 0; c < kCache; ++c) {
+          const int i = lane + c * tx;
+          if (i < npacks) {
+            w[c] = load_words<T, N>(weight + static_cast<int64_t>(i) * N);
+          }
         }
       }
 #pragma unroll
@@ -385,11 +414,13 @@ __global__ void __launch_bounds__(512)
         }
       }
     }
+    if constexpr (kPrefetch) {
 #pragma unroll
-    for (int c = 0; c < kCache; ++c) {
-      xc[c] = xn[c];
-      if constexpr (kFused) {
-        rc[c] = rn[c];
+      for (int c = 0; c < kCache; ++c) {
+        xc[c] = xn[c];
+        if constexpr (kFused) {
+          rc[c] = rn[c];
+        }
       }
     }
   }
@@ -448,11 +479,15 @@ int sm_count() {
 constexpr int kCache = 4;
 constexpr int kCachedMaxThreads = 512;  // __launch_bounds__ of the cached kernel
 constexpr int kWarpBlockThreads = 256;  // threads of a block of short rows
+// Rows per resident block from which one-pass blocks beat the persistent
+// grid (measured on the H200: 7.8 and more won, 1.7 lost).
+constexpr int64_t kOnePassMinWaves = 3;
 
-// Blocks of rms_norm_cached_kernel<T, N, kFused, kCache, kWarp> resident per
-// SM at `threads` threads. Cached per instantiation and block size: launches
-// after the first (and CUDA graph captures) make no runtime calls.
-template <typename T, int N, bool kFused, bool kWarp>
+// Blocks of rms_norm_cached_kernel<T, N, kFused, kCache, kWarp, kPrefetch>
+// resident per SM at `threads` threads. Cached per instantiation and block
+// size: launches after the first (and CUDA graph captures) make no runtime
+// calls.
+template <typename T, int N, bool kFused, bool kWarp, bool kPrefetch>
 int blocks_per_sm(int threads) {
   constexpr int kSlots = kCachedMaxThreads / 32 + 1;
   static std::atomic<int> cache[kSlots];
@@ -466,8 +501,8 @@ int blocks_per_sm(int threads) {
   }
   int blocks = 0;
   C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &blocks, rms_norm_cached_kernel<T, N, kFused, kCache, kWarp>, threads,
-      0));
+      &blocks, rms_norm_cached_kernel<T, N, kFused, kCache, kWarp, kPrefetch>,
+      threads, 0));
   blocks = std::max(blocks, 1);
   if (cacheable) {
     cache[slot].store(blocks, std::memory_order_relaxed);
@@ -492,9 +527,10 @@ void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
           tx *= 2;
         }
         const int64_t ty = kWarpBlockThreads / tx;
-        auto kernel = rms_norm_cached_kernel<T, N, kFused, kCache, true>;
-        const int64_t fit = static_cast<int64_t>(sms) *
-                            blocks_per_sm<T, N, kFused, true>(kWarpBlockThreads);
+        auto kernel = rms_norm_cached_kernel<T, N, kFused, kCache, true, true>;
+        const int64_t fit =
+            static_cast<int64_t>(sms) *
+            blocks_per_sm<T, N, kFused, true, true>(kWarpBlockThreads);
         const dim3 grid(static_cast<unsigned>(
             std::min<int64_t>((a.rows + ty - 1) / ty, fit)));
         const dim3 block(static_cast<unsigned>(tx), static_cast<unsigned>(ty));
@@ -502,13 +538,34 @@ void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         return;
       }
-      // One block per row, kCache packs per thread (the fewest threads that
-      // cover the row: more rows resident per SM).
+      // A block per row, kCache packs per thread (the fewest threads that
+      // cover the row: more rows resident per SM). One wave of rows: one
+      // pass, weight loaded early; at least kOnePassMinWaves rows per
+      // resident block: one pass; in between, the persistent pipelined grid.
       const int64_t threads = round32((npacks + kCache - 1) / kCache);
-      auto kernel = rms_norm_cached_kernel<T, N, kFused, kCache, false>;
+      const int64_t resident =
+          static_cast<int64_t>(sms) *
+          blocks_per_sm<T, N, kFused, false, false>(static_cast<int>(threads));
+      const unsigned one_pass_grid =
+          static_cast<unsigned>(std::min<int64_t>(a.rows, 0x7fffffff));
+      if (a.rows <= sms) {
+        rms_norm_cached_kernel<T, N, kFused, kCache, false, false, true>
+            <<<one_pass_grid, static_cast<unsigned>(threads), 0, stream>>>(
+                out, res_out, in, res, weight, a);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        return;
+      }
+      if (a.rows >= kOnePassMinWaves * resident) {
+        rms_norm_cached_kernel<T, N, kFused, kCache, false, false>
+            <<<one_pass_grid, static_cast<unsigned>(threads), 0, stream>>>(
+                out, res_out, in, res, weight, a);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        return;
+      }
+      auto kernel = rms_norm_cached_kernel<T, N, kFused, kCache, false, true>;
       const int64_t fit =
           static_cast<int64_t>(sms) *
-          blocks_per_sm<T, N, kFused, false>(static_cast<int>(threads));
+          blocks_per_sm<T, N, kFused, false, true>(static_cast<int>(threads));
       const dim3 grid(static_cast<unsigned>(std::min<int64_t>(a.rows, fit)));
       kernel<<<grid, static_cast<unsigned>(threads), 0, stream>>>(
           out, res_out, in, res, weight, a);
