@@ -1,6 +1,8 @@
 // CUDA implementation of the rotary position embedding.
 //
-// One launch covers q and k. A thread block covers blockDim.z tokens (batch,
+// One launch covers q and k. Up to kFlatMaxHeads heads (q + k), one
+// thread per (token, head, pack) (rotary_flat_kernel); more heads take
+// rotary_kernel, where a thread block covers blockDim.z tokens (batch,
 // seq positions); threadIdx.x walks the packs of the first half of
 // head_dim, threadIdx.y slots of up to kHeadsPerStep heads (q heads, then k
 // heads), whose loads are all issued before any store. A thread loads its
@@ -227,6 +229,73 @@ __global__ void __launch_bounds__(256, 2)
   }
 }
 
+// Flat kernel: one thread per (token, head, pack of the first half of
+// head_dim), heads fastest after the pack, so a warp covers consecutive
+// heads of a token (contiguous in the usual [batch, seq, heads, head_dim]
+// storage); cos/sin are re-read per head from L1. Every thread is
+// independent and needs few registers, where rotary_kernel keeps cos/sin and
+// 4 heads in ~118 registers. Measured on the H200 (bf16, CUDA events, vs
+// rotary_kernel): Qwen3's 16 + 8 heads at 16384 tokens 61.9 -> 60.6 us,
+// 64 + 16 heads at 4096 tokens 50.8 -> 49.7 us, under CUDA graph replay 16
+// tokens 3.02 -> 2.13 us and 1 token 2.32 -> 1.97 us; but 112 + 28 heads at
+// 8192 tokens 153.5 -> 159.7 us, so the launch keeps rotary_kernel for more
+// than kFlatMaxHeads heads. Indices are 32-bit (the launch checks).
+template <typename T, int N>
+__global__ void __launch_bounds__(256)
+    rotary_flat_kernel(T* q_out, T* k_out, const T* q, const T* k,
+                       const T* __restrict__ cos, const T* __restrict__ sin,
+                       RotaryArgs a, uint32_t npacks, uint32_t heads,
+                       uint32_t total) {
+  const uint32_t g = blockIdx.x * blockDim.x + threadIdx.x;
+  if (g >= total) {
+    return;
+  }
+  const uint32_t pk = g % npacks;
+  const uint32_t rest = g / npacks;
+  const int64_t h = rest % heads;
+  const int64_t t = rest / heads;
+  const int64_t half = a.head_dim / 2;
+  const int64_t b = t / a.seq;
+  const int64_t p = t - b * a.seq;
+  const int64_t off = static_cast<int64_t>(pk) * N;
+  const bool is_q = h < a.q_heads;
+  const T* x = is_q ? q + b * a.q_stride[0] + p * a.q_stride[2] + h * a.q_stride[1]
+                    : k + b * a.k_stride[0] + p * a.k_stride[2] +
+                          (h - a.q_heads) * a.k_stride[1];
+  T* o = is_q ? q_out + b * a.q_out_stride[0] + p * a.q_out_stride[2] +
+                    h * a.q_out_stride[1]
+              : k_out + b * a.k_out_stride[0] + p * a.k_out_stride[2] +
+                    (h - a.q_heads) * a.k_out_stride[1];
+  const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
+  const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
+  Vec<T, N> x1, x2, c1, c2, s1, s2;
+  x1.load(x + off);
+  x2.load(x + off + half);
+  c1.load(crow + off);
+  c2.load(crow + off + half);
+  s1.load(srow + off);
+  s2.load(srow + off + half);
+  float fc1[N], fc2[N], fs1[N], fs2[N], a1[N], a2[N], o1[N], o2[N];
+  c1.to_float(fc1);
+  c2.to_float(fc2);
+  s1.to_float(fs1);
+  s2.to_float(fs2);
+  x1.to_float(a1);
+  x2.to_float(a2);
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    o1[j] = a1[j] * fc1[j] - a2[j] * fs1[j];
+    o2[j] = a2[j] * fc2[j] + a1[j] * fs2[j];
+  }
+  Vec<T, N> v1, v2;
+  v1.from_float(o1);
+  v2.from_float(o2);
+  v1.store(o + off);
+  v2.store(o + off + half);
+}
+
+constexpr int64_t kFlatMaxHeads = 128;  // q + k heads
+
 inline bool aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
 }
@@ -263,6 +332,15 @@ void launch_n(const RotaryArgs& a, T* q_out, T* k_out, const T* q, const T* k,
   // x: the packs of half a head (capped); y: head slots, each taking up to
   // kHeadsPerStep heads per step, spread evenly (80 heads: 20 slots of 4);
   // z: tokens per block, to fill kThreads for small head counts.
+  const int64_t total = tokens * heads * npacks;
+  if (heads <= kFlatMaxHeads && total <= 0xffffffffLL - kThreads) {
+    const auto blocks = static_cast<unsigned>((total + kThreads - 1) / kThreads);
+    rotary_flat_kernel<T, N><<<blocks, kThreads, 0, stream>>>(
+        q_out, k_out, q, k, cos, sin, a, static_cast<uint32_t>(npacks),
+        static_cast<uint32_t>(heads), static_cast<uint32_t>(total));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   const int64_t bx = std::min<int64_t>(npacks, kThreads);
   const int64_t steps = std::max<int64_t>(
       1, (heads + (kThreads / bx) * kHeadsPerStep - 1) /
