@@ -22,6 +22,7 @@ export KERNEL_BUILDER_CACHE=${KERNEL_BUILDER_CACHE:-/tmp/kbcache}
 [ "${CXX:-}" = /opt/gcc/bin/g++ ] && export CXX=/usr/bin/g++ CC=/usr/bin/gcc
 nvidia-smi -L; python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
 has() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+status=0  # a failed stage makes the exit status 1; later stages still run
 if has build; then
   pids=()
   for k in activation rmsnorm rotary; do  # three builds at once (each compiles its own sources in parallel)
@@ -36,12 +37,15 @@ if has build; then
 fi
 if has tests; then
   KB_PREBUILT=$BUILD_ROOT python3 -m pytest -q -p no:cacheprovider --maxfail=25 tests/test_kernels_src.py tests/test_rotary.py 2>&1 | tee "$OUT/tests.txt" | tail -15
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "GPU tests FAILED (see $OUT/tests.txt)"; status=1; }
 fi
 if has e2e; then
   python3 scripts/e2e_qwen3.py --build-dir $BUILD_ROOT --json "$OUT/e2e.json" ${KB_E2E_ARGS:-} > "$OUT/e2e.log" 2>&1
-  echo "e2e exit $?"; grep -v "^DEBUG urllib\|^DEBUG filelock\|^DEBUG httpcore" "$OUT/e2e.log" | grep -E "e2e_qwen3|Error|error" | tail -45
+  rc=$?; echo "e2e exit $rc"; [ $rc -eq 0 ] || status=1; grep -v "^DEBUG urllib\|^DEBUG filelock\|^DEBUG httpcore" "$OUT/e2e.log" | grep -E "e2e_qwen3|Error|error" | tail -45
 fi
 if has bench; then
   python3 scripts/bench_kernels.py --build-dir $BUILD_ROOT --csv "$OUT/bench.csv" --png "$OUT/bench.png" \
     ${KB_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "bench FAILED"; status=1; }
 fi
+exit $status
