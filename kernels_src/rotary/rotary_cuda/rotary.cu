@@ -138,6 +138,33 @@ struct Vec {
   }
 };
 
+// Rotates one head's pack pair (x1 at off, x2 at off + half) in float32 with
+// its cos/sin packs and stores both halves at o. cos/sin stay packed in
+// registers; unpacking them per head is a shift or a mask a value.
+template <typename T, int N>
+__device__ __forceinline__ void rotate_store(
+    const Vec<T, N>& x1, const Vec<T, N>& x2, const Vec<T, N>& c1,
+    const Vec<T, N>& c2, const Vec<T, N>& s1, const Vec<T, N>& s2, T* o,
+    int64_t off, int64_t half) {
+  float fc1[N], fc2[N], fs1[N], fs2[N], a1[N], a2[N], o1[N], o2[N];
+  c1.to_float(fc1);
+  c2.to_float(fc2);
+  s1.to_float(fs1);
+  s2.to_float(fs2);
+  x1.to_float(a1);
+  x2.to_float(a2);
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    o1[j] = a1[j] * fc1[j] - a2[j] * fs1[j];
+    o2[j] = a2[j] * fc2[j] + a1[j] * fs2[j];
+  }
+  Vec<T, N> v1, v2;
+  v1.from_float(o1);
+  v2.from_float(o2);
+  v1.store(o + off);
+  v2.store(o + off + half);
+}
+
 // Heads each thread rotates per step: all of a step's loads (2 packs a head)
 // are issued before any math or store, so a thread has 2 * kHeadsPerStep
 // independent 16-byte loads in flight (one head at a time held the H100 at
@@ -202,26 +229,7 @@ __global__ void __launch_bounds__(256, 2)
             const bool is_q = h < a.q_heads;
             T* o = is_q ? qob + h * a.q_out_stride[1]
                         : kob + (h - a.q_heads) * a.k_out_stride[1];
-            // cos/sin stay packed in registers; unpacking them per head is
-            // a shift or a mask a value.
-            float fc1[N], fc2[N], fs1[N], fs2[N];
-            c1.to_float(fc1);
-            c2.to_float(fc2);
-            s1.to_float(fs1);
-            s2.to_float(fs2);
-            float a1[N], a2[N], o1[N], o2[N];
-            x1[u].to_float(a1);
-            x2[u].to_float(a2);
-#pragma unroll
-            for (int j = 0; j < N; ++j) {
-              o1[j] = a1[j] * fc1[j] - a2[j] * fs1[j];
-              o2[j] = a2[j] * fc2[j] + a1[j] * fs2[j];
-            }
-            Vec<T, N> v1, v2;
-            v1.from_float(o1);
-            v2.from_float(o2);
-            v1.store(o + off);
-            v2.store(o + off + half);
+            rotate_store<T, N>(x1[u], x2[u], c1, c2, s1, s2, o, off, half);
           }
         }
       }
@@ -275,23 +283,7 @@ __global__ void __launch_bounds__(256)
   c2.load(crow + off + half);
   s1.load(srow + off);
   s2.load(srow + off + half);
-  float fc1[N], fc2[N], fs1[N], fs2[N], a1[N], a2[N], o1[N], o2[N];
-  c1.to_float(fc1);
-  c2.to_float(fc2);
-  s1.to_float(fs1);
-  s2.to_float(fs2);
-  x1.to_float(a1);
-  x2.to_float(a2);
-#pragma unroll
-  for (int j = 0; j < N; ++j) {
-    o1[j] = a1[j] * fc1[j] - a2[j] * fs1[j];
-    o2[j] = a2[j] * fc2[j] + a1[j] * fs2[j];
-  }
-  Vec<T, N> v1, v2;
-  v1.from_float(o1);
-  v2.from_float(o2);
-  v1.store(o + off);
-  v2.store(o + off + half);
+  rotate_store<T, N>(x1, x2, c1, c2, s1, s2, o, off, half);
 }
 
 constexpr int64_t kFlatMaxHeads = 128;  // q + k heads
