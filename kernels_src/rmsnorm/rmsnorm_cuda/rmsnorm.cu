@@ -6,8 +6,8 @@
 // rows resident per SM); with few rows per resident block, or short rows
 // (which share a block, a group of lanes each, reduced with shuffles), a
 // persistent, software-pipelined grid whose next row's loads are in flight
-// while the current row is reduced and written. The sum of squares is accumulated
-// in float32 (when fused, residual_out is written on the way). Longer rows
+// while the current row is reduced and written. The sum of squares is
+// accumulated in float32 (when fused, residual_out is written on the way). Longer rows
 // (and odd sizes) take a streaming kernel that re-reads the row from L1 in
 // its second pass (long rows get 1024-thread blocks so that the re-read
 // stays in L1). Loads and stores
