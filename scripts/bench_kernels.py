@@ -325,11 +325,14 @@ class Timer:
         return per_replay / len(fns)
 
 
-def copy_bandwidth_gbs(timer: Timer, device: str, nbytes: int) -> float:
-    src = torch.empty(nbytes, dtype=torch.uint8, device=device).random_(0, 255)
-    dst = torch.empty_like(src)
-    us = timer.median_us([lambda: dst.copy_(src)], warmup=5, iters=30)
-    del src, dst
+def copy_bandwidth_gbs(timer: Timer, device: str, nbytes: int, sets: int = 1, warmup: int = 5,
+                       iters: int = 30) -> float:
+    """GB/s (read + written) of torch's ``dst.copy_(src)`` of ``nbytes``, rotated over ``sets`` buffer pairs."""
+    pairs = [(torch.empty(nbytes, dtype=torch.uint8, device=device).random_(0, 255),
+              torch.empty(nbytes, dtype=torch.uint8, device=device)) for _ in range(sets)]
+    fns = [lambda s_=s_, d_=d_: d_.copy_(s_) for s_, d_ in pairs]
+    us = timer.median_us(fns, warmup=warmup, iters=iters)
+    del pairs, fns
     return 2 * nbytes / (us * 1e-6) / 1e9
 
 
@@ -395,13 +398,9 @@ class Runner:
         are a smaller share (measured on the H200: a 134 MB copy runs at 83-86 % of the 1 GiB figure)."""
         n = max(1, int(moved) // 2)
         if n not in self._copy_at:
-            sets = max(2, min(64, math.ceil(self.rotate_bytes / max(2 * n, 1))))
-            pairs = [(torch.empty(n, dtype=torch.uint8, device=self.device),
-                      torch.empty(n, dtype=torch.uint8, device=self.device)) for _ in range(sets)]
-            fns = [lambda s_=s_, d_=d_: d_.copy_(s_) for s_, d_ in pairs]
-            us = self.timer.median_us(fns, self.args.warmup, self.args.iters)
-            self._copy_at[n] = 2 * n / (us * 1e-6) / 1e9
-            del pairs, fns
+            sets = max(2, min(64, math.ceil(self.rotate_bytes / (2 * n))))
+            self._copy_at[n] = copy_bandwidth_gbs(self.timer, self.device, n, sets, self.args.warmup,
+                                                  self.args.iters)
         return self._copy_at[n]
 
     def _sets(self, spec, t, h, dtype, moved, max_sets=1024):
