@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from kernel_builder import cann_versions as cv
+from kernel_builder.backends import cann_versions as cv
 from kernel_builder.backends import cann as cann_backend
 from kernel_builder.config import load_project
+from kernel_builder.options import BuildOptions
 from kernel_builder.errors import ConfigError
 from kernel_builder.host import Host
 from kernel_builder.variants import parse as kb_parse
@@ -273,14 +274,14 @@ def _sample(tmp_path: Path, build_toml: str = SAMPLE_BUILD_TOML) -> Path:
 def test_cann_kernel_table_is_read(tmp_path):
     p = load_project(_sample(tmp_path))
     add = next(k for k in p.kernels if k.name == "add_cann")
-    assert add.other == {"soc-versions": ("Ascend910B1", "Ascend910_9391", "Ascend310P3"),
+    assert add.options == {"soc-versions": ("Ascend910B1", "Ascend910_9391", "Ascend310P3"),
                          "ascendc-flags": ("-O2", "--cce-auto-sync")}
     assert cann_backend.soc_versions(add) == ("Ascend910B1", "Ascend910_9391", "Ascend310P3")
     mul = next(k for k in p.kernels if k.name == "mul_cann")
     assert cann_backend.soc_versions(mul) == cv.DEFAULT_SOC_VERSIONS
     assert not any("not built" in n for n in p.notes)  # cann is a built backend now (when CANN is present)
     assert cann_backend.kernel_arch_groups(p) == {"c220": ("Ascend910B1", "Ascend910_9391"), "m200": ("Ascend310P3",)}
-    assert cann_backend.CANN("8.2.RC1").archs(p, None, {}) == ["dav-2002", "dav-2201"]
+    assert cann_backend.CANN("8.2.RC1").archs(p, None, BuildOptions()) == ["dav-2002", "dav-2201"]
     assert cann_backend.flow_for(p) == "ascendc"
 
 

@@ -18,7 +18,7 @@ def host() -> Host:
 
 
 def kernel(*caps: str) -> Kernel:
-    return Kernel(name="k", backend="cuda", depends=("torch",), src=("k.cu",), cuda_capabilities=caps)
+    return Kernel(name="k", backend="cuda", depends=("torch",), src=("k.cu",), options={"cuda-capabilities": caps})
 
 
 def test_defaults_follow_nvcc_and_get_ptx_on_the_highest():

@@ -13,11 +13,17 @@ import tempfile
 from pathlib import Path
 
 
-def root() -> Path:
+def base() -> Path:
+    """The cache's location, without creating it (planning computes paths and writes nothing)."""
     env = os.environ.get("KERNEL_BUILDER_CACHE")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kernel-builder"
-    base.mkdir(parents=True, exist_ok=True)
-    return base
+    return Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kernel-builder"
+
+
+def root() -> Path:
+    """The cache's location, created when missing."""
+    path = base()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def project_key(project_root: Path) -> str:
@@ -25,11 +31,9 @@ def project_key(project_root: Path) -> str:
     return hashlib.sha256(str(project_root.resolve()).encode()).hexdigest()[:12]
 
 
-def variant_dir(project_root: Path, name: str, variant: str) -> Path:
-    """One directory per (project, variant)."""
-    d = root() / "builds" / f"{name}-{project_key(project_root)}" / variant
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+def variant_path(project_root: Path, name: str, variant: str) -> Path:
+    """One work directory per (project, variant); staging creates it."""
+    return base() / "builds" / f"{name}-{project_key(project_root)}" / variant
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -16,8 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import variants as V
+from . import backends, variants as V
 from .config import PYTHON_DEPENDS
+from .elf import private_libstdcxx
 from .layout import digest_dir
 
 REQUIRED = {"name": str, "id": str, "version": int, "license": str, "python-depends": list, "backend": dict}
@@ -43,23 +44,21 @@ def variant_dirs(path: Path) -> tuple[Path, list[Path]]:
 
 
 def _host_can_import(v: V.Variant) -> bool:
+    """Whether this host's torch would load `v`: the same arch, OS and torch, and a backend that says so."""
     from .host import detect
 
     h = detect()
-    if v.kind == "noarch":
-        return v.backend in ("cpu", "universal") or (v.backend == "cuda" and bool(h.torch_cuda))
-    if v.arch != h.arch or v.os != h.os:
-        return False
-    if v.kind == "torch" and v.torch != h.torch_mm:
-        return False
-    if v.kind == "stable" and v.torch > h.torch_mm:
-        return False
-    if v.backend == "cpu":
+    if v.kind == "noarch" and v.backend == V.UNIVERSAL:
         return True
-    if v.backend_type == "cuda" and h.torch_cuda:
-        maj, mnr = (int(x) for x in h.torch_cuda.split(".")[:2])
-        return v.backend_version[0] == maj and v.backend_version[1] <= mnr
-    return False
+    if v.kind != "noarch":
+        if v.arch != h.arch or v.os != h.os:
+            return False
+        if v.kind == "torch" and v.torch != h.torch_mm:
+            return False
+        if v.kind == "stable" and v.torch > h.torch_mm:
+            return False
+    family = v.backend_type
+    return backends.is_built(family) and backends.get(family).can_load(v, h)
 
 
 def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
@@ -112,9 +111,10 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
     if not mid.isidentifier() or keyword.iskeyword(mid):
         bad("metadata.json", "id", f"{mid!r} is not a Python identifier")
     btype = meta["backend"].get("type")
-    if btype != v.backend_type and not (v.kind == "noarch" and v.backend == "universal"):
+    if btype != v.backend_type and not (v.kind == "noarch" and v.backend == V.UNIVERSAL):
         bad("metadata.json", "backend", f"type {btype!r} but the variant is {v.backend_type}")
-    if v.kind != "noarch" and btype in ("cuda", "rocm", "cann") and not meta["backend"].get("archs"):
+    family = V.FAMILIES.get(btype)
+    if v.kind != "noarch" and family is not None and family.archs and not meta["backend"].get("archs"):
         bad("metadata.json", "backend", f"{btype} variants list their archs")
     allowed = set(PYTHON_DEPENDS["general"]) | set(PYTHON_DEPENDS.get(btype, ()))
     for d in meta["python-depends"]:
@@ -166,17 +166,6 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
             print(f"note: {vdir.name}: not importable on this host ({platform.machine()}, this torch); "
                   "import check skipped")
     return problems
-
-
-def private_libstdcxx(so: Path) -> bool | None:
-    """True when the library carries its own copy of libstdc++'s exception runtime (a static libstdc++).
-    torch's libraries throw c10::Error through the shared libstdc++; a private copy makes such an
-    exception crash the process (seen with the H100 image's /opt/gcc). None when `nm` is missing."""
-    try:
-        r = subprocess.run(["nm", "-D", "--defined-only", str(so)], capture_output=True, text=True, timeout=60)
-    except OSError:
-        return None
-    return r.returncode == 0 and any(line.split()[-1].split("@")[0] == "__cxa_throw" for line in r.stdout.splitlines() if line.strip())
 
 
 _TORCH_CXX = re.compile(r"\b(c10|at|torch|caffe2)::")

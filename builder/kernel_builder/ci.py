@@ -8,7 +8,7 @@ green there.
 from __future__ import annotations
 
 from . import __version__
-from .config import Project
+from .project import Project
 from .matrix import Matrix, expand
 from .render import render
 

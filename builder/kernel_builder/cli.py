@@ -1,6 +1,7 @@
 """`kernel-builder VERB ...`: wires each verb to the module that does the work, and nothing more.
 
-build -> build.py (--all: matrix.py + containers.py), list-variants -> build.select / matrix.expand,
+build -> plan.py (what) + staging.py (doing), backends/ (per family); --all: matrix.py + containers.py;
+list-variants -> plan.select / matrix.expand,
 images -> images.py (+ engine.py), ci -> ci.py, check -> check.py, init -> scaffold.py,
 upload -> upload.py, serve -> serve.py (+ hub_store.py), mirror -> mirror.py.
 Errors are typed (errors.py): one line on stderr, the class's exit code, never a traceback.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import KernelBuilderError, UsageError
+from .options import BuildOptions
 
 
 def _project_and_host(directory: str):
@@ -27,11 +29,10 @@ def _project_and_host(directory: str):
     return project, host_mod.detect()
 
 
-def _options(a) -> dict:
-    options = {"cuda_archs": a.cuda_archs.replace(";", ",").split(",") if getattr(a, "cuda_archs", None) else None}
-    if getattr(a, "stable_abi", None):
-        options["stable_abi"] = a.stable_abi
-    return options
+def _options(a) -> BuildOptions:
+    archs = getattr(a, "cuda_archs", None)
+    return BuildOptions(cuda_archs=tuple(archs.replace(";", ",").split(",")) if archs else None,
+                        stable_abi=getattr(a, "stable_abi", None) or None)
 
 
 def _matrix(a):
@@ -43,8 +44,9 @@ def _matrix(a):
 def cmd_build(a) -> int:
     if a.all:
         return cmd_build_all(a)
-    from .build import build_variant, make_plan, select
     from .matrix import matches
+    from .plan import make_plan, select
+    from .staging import build_variant
 
     t0 = time.monotonic()
     project, host = _project_and_host(a.directory)
@@ -52,10 +54,10 @@ def cmd_build(a) -> int:
     selections = select(project, host, options)
     todo = [s for s in selections if s.variant]
     if a.variant:
-        todo = [s for s in todo if matches(s.variant, a.variant)]
+        todo = [s for s in todo if matches(s.variant.name, a.variant)]
         if not todo:
             raise UsageError(f"--variant {', '.join(a.variant)}: not buildable on this host "
-                             f"(buildable: {', '.join(s.variant for s in selections if s.variant) or 'none'}; "
+                             f"(buildable: {', '.join(s.variant.name for s in selections if s.variant) or 'none'}; "
                              "`--all` builds the matrix in containers)")
     for s in selections:
         if not s.variant:
@@ -73,9 +75,9 @@ def cmd_build(a) -> int:
     for i, plan in enumerate(plans, 1):
         print(f"[{i}/{len(plans)}] {plan.variant}: building {plan.kernel_id} ...", flush=True)
         r = build_variant(plan, host, out, verbose=a.verbose)
-        state = "updated" if r["changed"] else "up to date"
-        print(f"[{i}/{len(plans)}] {plan.variant}: {state}; compile {r['compile_s']:.2f} s, "
-              f"layout {r['layout_s']:.2f} s, {r['size'] / 1024:.0f} KiB -> {out / plan.variant}", flush=True)
+        state = "updated" if r.changed else "up to date"
+        print(f"[{i}/{len(plans)}] {plan.variant}: {state}; compile {r.compile_s:.2f} s, "
+              f"layout {r.layout_s:.2f} s, {r.size / 1024:.0f} KiB -> {out / plan.variant.name}", flush=True)
     print(f"done in {time.monotonic() - t0:.2f} s")
     return 0
 
@@ -126,12 +128,12 @@ def cmd_build_all(a) -> int:
 def cmd_list_variants(a) -> int:
     if a.all:
         return cmd_list_variants_all(a)
-    from .build import select
+    from .plan import select
 
     project, host = _project_and_host(a.directory)
     print(f"host: torch {host.torch_version} (cxx11 ABI {host.cxx11_abi}, CUDA {host.torch_cuda or 'none'}), "
           f"nvcc {host.nvcc_version or 'none'}, {host.arch}-{host.os}")
-    for s in select(project, host, {}):
+    for s in select(project, host, BuildOptions()):
         if s.variant:
             print(f"build  {s.variant}  ({s.family}: {', '.join(k.name for k in s.kernels)})")
             for n in s.notes:
@@ -147,7 +149,7 @@ def cmd_list_variants_all(a) -> int:
 
     project = load_project(Path(a.directory))
     m = _matrix(a)
-    entries = matrix.expand(project, m, {})
+    entries = matrix.expand(project, m, BuildOptions())
     if a.variant:
         chosen = {id(e) for e in matrix.pick(entries, a.variant)}
         entries = [e for e in entries if id(e) in chosen]
@@ -238,6 +240,12 @@ def _lazy(module: str):
         return importlib.import_module(f".{module}", __package__).run(a)
 
     return run
+
+
+def scaffold_backends() -> list[str]:
+    from . import backends
+
+    return [f for f in backends.families() if backends.get(f).scaffold]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -343,7 +351,7 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("init", help="scaffold a new kernel project")
     i.add_argument("name")
     i.add_argument("--dir", help="where to create it (default ./NAME)")
-    i.add_argument("--backends", nargs="+", default=["cpu"], choices=["cpu", "cuda"])
+    i.add_argument("--backends", nargs="+", default=["cpu"], choices=scaffold_backends())
     i.set_defaults(func=cmd_init)
     return p
 

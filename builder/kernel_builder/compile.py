@@ -32,7 +32,7 @@ def _build(plan: dict) -> None:
     from setuptools import Distribution
     from torch.utils import cpp_extension as ce
 
-    make = ce.CUDAExtension if plan["cuda"] else ce.CppExtension
+    make = getattr(ce, plan["extension"])  # the backend names it: CppExtension, CUDAExtension
     all_sources = [s for g in plan["groups"] for s in g["sources"]]
     ext = make(plan["name"], all_sources, py_limited_api=True, extra_link_args=list(plan["ldflags"]))
 

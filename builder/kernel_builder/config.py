@@ -10,7 +10,6 @@ from __future__ import annotations
 import posixpath
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 if sys.version_info >= (3, 11):
@@ -18,148 +17,48 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .cann_versions import CANN_SRC_SUFFIXES, KNOWN_SOCS
+from . import backends
 from .errors import ConfigError
+from .project import (COMMON_KERNEL_KEYS, SOURCE_SUFFIXES, General, Hub,  # noqa: F401 (re-exported)
+                      Kernel, Project, TorchExt, TorchNoarch, line_of)
+from .variants import FAMILIES
 
 NAME_RE = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")
 KERNEL_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
-CAPABILITY_RE = re.compile(r"^(\d+)\.(\d+)([af]?)(\+PTX)?$")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
 
-ALL_BACKENDS = ("cann", "cpu", "cuda", "metal", "neuron", "rocm", "tpu", "xpu")
-# Backends whose [kernel.*] tables we compile; the rest are parsed and skipped with a warning.
-BUILT_KERNEL_BACKENDS = ("cpu", "cuda")  # compiled by cpp_extension (source suffix rules below)
-BUILDABLE_KERNEL_BACKENDS = BUILT_KERNEL_BACKENDS + ("cann",)  # cann: CMake + CANN (backends/cann.py)
-KERNEL_BACKENDS = ("cann", "cpu", "cuda", "metal", "rocm", "xpu")
+ALL_BACKENDS = tuple(sorted(FAMILIES))  # what general.backends may name: every family the loader knows
+# Kernel tables of families HF's format has but kernel-builder does not build: parsed, checked for unknown
+# keys, skipped with a note. The keys of built families come from their backend module.
+FORMAT_ONLY_KERNEL_KEYS = {
+    "rocm": {"rocm-archs", "hip-flags"},
+    "xpu": {"sycl-flags"},
+    "metal": set(),
+}
 KNOWN_DEPENDS = ("torch", "cutlass_2_10", "cutlass_3_5", "cutlass_3_6", "cutlass_3_8", "cutlass_3_9",
                  "cutlass_4_0", "cutlass_4_4", "cutlass_4_5", "sycl_tla", "metal-cpp")
 # The loader's allow-list (kernels 0.17.2 python_depends.json): general, then per backend.
 PYTHON_DEPENDS = {"general": ("einops", "helion", "tvm-ffi"),
                   "cuda": ("nvidia-cutlass-dsl",), "neuron": ("nki",), "xpu": ("onednn",)}
-SOURCE_SUFFIXES = {".cpp", ".cc", ".cxx", ".c", ".cu"}
-HEADER_SUFFIXES = {".h", ".hh", ".hpp", ".cuh", ".inc", ".inl"}
-
-# Keys each table accepts, per kernel backend (the tag `backend` included).
-_KERNEL_KEYS = {
-    "cpu": {"backend", "depends", "src", "include", "cxx-flags"},
-    "cuda": {"backend", "depends", "src", "include", "cxx-flags", "cuda-capabilities", "cuda-flags", "cuda-minver"},
-    "rocm": {"backend", "depends", "src", "include", "cxx-flags", "rocm-archs", "hip-flags"},
-    "xpu": {"backend", "depends", "src", "include", "cxx-flags", "sycl-flags"},
-    "metal": {"backend", "depends", "src", "include", "cxx-flags"},
-    "cann": {"backend", "depends", "src", "include", "cxx-flags", "soc-versions", "ascendc-flags"},
-}
-_GENERAL_KEYS = {"name", "version", "edition", "license", "upstream", "source", "backends", "cuda", "hub",
-                 "kernel-depends", "neuron", "python-depends", "tpu", "xpu"}
+GENERAL_BACKEND_TABLES = ("cuda", "neuron", "xpu", "tpu")  # [general.<family>] tables HF's format has
+_GENERAL_KEYS = {"name", "version", "edition", "license", "upstream", "source", "backends", "hub",
+                 "kernel-depends", "python-depends", *GENERAL_BACKEND_TABLES}
 _TORCH_KEYS = {"src", "include", "pyext", "minver", "maxver", "cxx-flags", "stable-abi"}
 _NOARCH_KEYS = {"pyext", "cuda_capabilities", "rocm_archs"}
 _TOP_KEYS = {"general", "torch", "torch-noarch", "kernel"}
 
 
-@dataclass(frozen=True)
-class Hub:
-    repo_id: str | None = None
-    branch: str | None = None
+def kernel_keys(family: str) -> set[str] | None:
+    """Keys a [kernel.*] table of `family` accepts (None: not a kernel backend of the format)."""
+    if backends.is_built(family):
+        return COMMON_KERNEL_KEYS | set(backends.get(family).kernel_keys)
+    extra = FORMAT_ONLY_KERNEL_KEYS.get(family)
+    return None if extra is None else COMMON_KERNEL_KEYS | extra
 
 
-@dataclass(frozen=True)
-class General:
-    name: str
-    version: int | None
-    edition: int
-    license: str
-    backends: tuple[str, ...]
-    upstream: str | None = None
-    source: str | None = None
-    python_depends: tuple[str, ...] = ()
-    backend_python_depends: dict = field(default_factory=dict)
-    hub: Hub = Hub()
-    cuda_minver: str | None = None
-    cuda_maxver: str | None = None
-
-    @property
-    def module(self) -> str:
-        """Python module name: the loader imports the package under its id, but names things after this."""
-        return self.name.replace("-", "_")
-
-
-@dataclass(frozen=True)
-class TorchExt:
-    src: tuple[str, ...]
-    include: tuple[str, ...] = ()
-    pyext: tuple[str, ...] = ("py", "pyi")
-    minver: str | None = None
-    maxver: str | None = None
-    cxx_flags: tuple[str, ...] = ()
-    stable_abi: dict = field(default_factory=dict)  # backend -> "X.Y"
-
-
-@dataclass(frozen=True)
-class TorchNoarch:
-    pyext: tuple[str, ...] = ("py", "pyi")
-
-
-@dataclass(frozen=True)
-class Kernel:
-    name: str
-    backend: str
-    depends: tuple[str, ...]
-    src: tuple[str, ...]
-    include: tuple[str, ...] = ()
-    cxx_flags: tuple[str, ...] = ()
-    cuda_capabilities: tuple[str, ...] = ()
-    cuda_flags: tuple[str, ...] = ()
-    cuda_minver: str | None = None
-    other: dict = field(default_factory=dict)  # keys of backends we parse but do not build yet
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return tuple(s for s in self.src if PurePosixPath(s).suffix in SOURCE_SUFFIXES)
-
-
-@dataclass(frozen=True)
-class Project:
-    root: Path
-    file: Path
-    general: General
-    torch: TorchExt | None
-    noarch: TorchNoarch | None
-    kernels: tuple[Kernel, ...]
-    notes: tuple[str, ...] = ()  # one-line warnings (skipped kernel tables, edition upgrade, ...)
-
-    def kernels_for(self, backend: str) -> tuple[Kernel, ...]:
-        return tuple(k for k in self.kernels if k.backend == backend)
-
-    @property
-    def package_dir(self) -> Path:
-        return self.root / "torch-ext" / self.general.module
-
-    def all_inputs(self) -> list[Path]:
-        """Every file whose bytes decide what a build produces (for fingerprints and no-op detection)."""
-        files = {self.file}
-        for rel in (self.torch.src if self.torch else ()):
-            files.add(self.root / rel)
-        for k in self.kernels:
-            files.update(self.root / rel for rel in k.src)
-        for inc in self._include_dirs():
-            if inc.is_dir():
-                files.update(p for p in inc.rglob("*") if p.is_file() and p.suffix in HEADER_SUFFIXES)
-        if self.package_dir.is_dir():
-            files.update(p for p in self.package_dir.rglob("*") if p.is_file() and _is_package_file(p, self))
-        return sorted(files)
-
-    def _include_dirs(self) -> list[Path]:
-        dirs = [self.root / i for i in (self.torch.include if self.torch else ())]
-        for k in self.kernels:
-            dirs += [self.root / i for i in k.include]
-        return dirs
-
-
-def _is_package_file(p: Path, project: Project) -> bool:
-    if "__pycache__" in p.parts or p.suffix == ".pyc":
-        return False
-    pyext = project.torch.pyext if project.torch else (project.noarch.pyext if project.noarch else ("py",))
-    return p.suffix.lstrip(".") in pyext or p.suffix == ".py"
+def kernel_backends() -> tuple[str, ...]:
+    return tuple(sorted(set(backends.families()) | set(FORMAT_ONLY_KERNEL_KEYS)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,30 +79,7 @@ class _Reader:
         raise ConfigError(self.path, key, problem, self.line_of(key))
 
     def line_of(self, dotted: str) -> int | None:
-        """Best-effort line of `a.b.c`: its own table header `[a.b.c]`, else the `c = ` (or dotted
-        `b.c = `) line inside the enclosing table, else the enclosing table's header."""
-        parts = dotted.split(".") if dotted else []
-        if not parts:
-            return None
-        for i, line in enumerate(self.lines):
-            if line.strip().startswith("[") and _header_name(line.strip()) == parts:
-                return i + 1
-        for split in range(len(parts) - 1, -1, -1):
-            table, rest = parts[:split], parts[split:]
-            inside, header = not table, None
-            for i, line in enumerate(self.lines):
-                s = line.strip()
-                if s.startswith("["):
-                    inside = _header_name(s) == table
-                    if inside and header is None:
-                        header = i + 1
-                    continue
-                key = _assigned_key(s)
-                if inside and key and key == rest[:len(key)]:
-                    return i + 1
-            if header is not None:
-                return header
-        return None
+        return line_of(self.lines, dotted)
 
     # --- typed getters --------------------------------------------------------------------------
     def check_keys(self, table: dict, allowed: set, prefix: str):
@@ -251,21 +127,6 @@ class _Reader:
         return v
 
 
-def _header_name(line: str) -> list[str] | None:
-    m = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
-    if not m:
-        return None
-    return [p.strip().strip('"\'') for p in m.group(1).split(".")]
-
-
-def _assigned_key(line: str) -> list[str] | None:
-    """`a."b c".d = 1` -> ["a", "b c", "d"]; None for lines that assign nothing."""
-    m = re.match(r'^((?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\'))*)\s*=', line)
-    if not m:
-        return None
-    return [p.strip().strip('"\'') for p in re.findall(r'[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\'', m.group(1))]
-
-
 def _vtuple(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split("."))
 
@@ -304,7 +165,7 @@ def load_project(root: Path | str) -> Project:
         r.fail("kernel", "[torch-noarch] projects have no compiled [kernel.*] tables")
 
     project = Project(root=root, file=path, general=general, torch=torch, noarch=noarch,
-                      kernels=kernels, notes=tuple(notes))
+                      kernels=kernels, notes=tuple(notes), text=text)
     _check_paths(r, project)
     return project
 
@@ -331,8 +192,8 @@ def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
     license_ = r.string(g, "license", "general", required=True)
     if not license_.strip():
         r.fail("general.license", "must not be empty", license_)
-    backends = r.str_list(g, "backends", "general", required=True, non_empty=True, unique=True)
-    for b in backends:
+    families = r.str_list(g, "backends", "general", required=True, non_empty=True, unique=True)
+    for b in families:
         if b not in ALL_BACKENDS:
             r.fail("general.backends", f"unknown backend; known: {', '.join(ALL_BACKENDS)}", b)
     for key in ("upstream", "source"):
@@ -345,27 +206,7 @@ def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
             r.fail("general.python-depends", "not on the loader's allow-list "
                    f"({', '.join(PYTHON_DEPENDS['general'])}; backend-specific ones go under [general.<backend>])", d)
     r.str_list(g, "kernel-depends", "general")
-    backend_pydeps = {}
-    cuda_minver = cuda_maxver = None
-    for bk in ("cuda", "neuron", "xpu", "tpu"):
-        if bk not in g:
-            continue
-        t = g[bk]
-        if not isinstance(t, dict):
-            r.fail(f"general.{bk}", "must be a table", t)
-        allowed = {"python-depends", "kernel-depends"} | ({"minver", "maxver"} if bk == "cuda" else set())
-        r.check_keys(t, allowed, f"general.{bk}")
-        deps = r.str_list(t, "python-depends", f"general.{bk}", unique=True)
-        for d in deps:
-            if d not in PYTHON_DEPENDS.get(bk, ()):
-                r.fail(f"general.{bk}.python-depends", "not on the loader's allow-list for this backend "
-                       f"({', '.join(PYTHON_DEPENDS.get(bk, ())) or 'none'})", d)
-        backend_pydeps[bk] = deps
-        if bk == "cuda":
-            cuda_minver = r.version(t, "minver", "general.cuda")
-            cuda_maxver = r.version(t, "maxver", "general.cuda")
-            if cuda_minver and cuda_maxver and _vtuple(cuda_minver) > _vtuple(cuda_maxver):
-                r.fail("general.cuda.minver", f"is above maxver {cuda_maxver}", cuda_minver)
+    backend_pydeps, backend_tables = _read_backend_tables(r, g)
     hub = Hub()
     if "hub" in g:
         h = g["hub"]
@@ -374,9 +215,32 @@ def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
         r.check_keys(h, {"repo-id", "branch"}, "general.hub")
         hub = Hub(repo_id=r.string(h, "repo-id", "general.hub", pattern=REPO_ID_RE, what="of the form org/name"),
                   branch=r.string(h, "branch", "general.hub"))
-    return General(name=name, version=version, edition=edition, license=license_, backends=backends,
+    return General(name=name, version=version, edition=edition, license=license_, backends=families,
                    upstream=g.get("upstream"), source=g.get("source"), python_depends=pydeps,
-                   backend_python_depends=backend_pydeps, hub=hub, cuda_minver=cuda_minver, cuda_maxver=cuda_maxver)
+                   backend_python_depends=backend_pydeps, hub=hub, backend_tables=backend_tables)
+
+
+def _read_backend_tables(r: _Reader, g: dict) -> tuple[dict, dict]:
+    """[general.<family>]: its python-depends (the loader's per-backend allow-list) and, for a family we build,
+    the keys its backend reads (e.g. cuda's minver / maxver)."""
+    backend_pydeps, backend_tables = {}, {}
+    for bk in GENERAL_BACKEND_TABLES:
+        if bk not in g:
+            continue
+        t, prefix = g[bk], f"general.{bk}"
+        if not isinstance(t, dict):
+            r.fail(prefix, "must be a table", t)
+        backend = backends.get(bk) if backends.is_built(bk) else None
+        r.check_keys(t, {"python-depends", "kernel-depends"} | set(backend.general_keys if backend else ()), prefix)
+        deps = r.str_list(t, "python-depends", prefix, unique=True)
+        for d in deps:
+            if d not in PYTHON_DEPENDS.get(bk, ()):
+                r.fail(f"{prefix}.python-depends", "not on the loader's allow-list for this backend "
+                       f"({', '.join(PYTHON_DEPENDS.get(bk, ())) or 'none'})", d)
+        backend_pydeps[bk] = deps
+        if backend is not None:
+            backend_tables[bk] = backend.read_general(r, prefix, t)
+    return backend_pydeps, backend_tables
 
 
 def _read_torch(r: _Reader, t, general: General) -> TorchExt:
@@ -439,55 +303,34 @@ def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tup
         if not isinstance(t, dict):
             r.fail(prefix, "must be a table", t)
         backend = r.string(t, "backend", prefix, required=True)
-        if backend not in KERNEL_BACKENDS:
-            r.fail(f"{prefix}.backend", f"unknown kernel backend; known: {', '.join(KERNEL_BACKENDS)}", backend)
+        allowed = kernel_keys(backend)
+        if allowed is None:
+            r.fail(f"{prefix}.backend", f"unknown kernel backend; known: {', '.join(kernel_backends())}", backend)
         if backend not in general.backends:
             r.fail(f"{prefix}.backend", f"is not listed in general.backends {list(general.backends)}", backend)
-        r.check_keys(t, _KERNEL_KEYS[backend], prefix)
+        r.check_keys(t, allowed, prefix)
         depends = r.str_list(t, "depends", prefix, required=True, unique=True)
         for d in depends:
             if d not in KNOWN_DEPENDS:
                 r.fail(f"{prefix}.depends", f"unknown dependency; known: {', '.join(KNOWN_DEPENDS)}", d)
         src = r.str_list(t, "src", prefix, required=True, non_empty=True, unique=True, paths=True)
-        for s in src:
-            suffix = PurePosixPath(s).suffix
-            if backend in BUILT_KERNEL_BACKENDS and suffix not in SOURCE_SUFFIXES | HEADER_SUFFIXES:
-                r.fail(f"{prefix}.src", "is neither a C/C++/CUDA source nor a header", s)
-            if suffix == ".cu" and backend == "cpu":
-                r.fail(f"{prefix}.src", "a CUDA source in a cpu kernel", s)
-            if backend == "cann" and suffix not in CANN_SRC_SUFFIXES:
-                r.fail(f"{prefix}.src", "a cann kernel compiles Ascend C sources (.cpp, .asc) and headers "
-                       "(.h, .hpp) only", s)
-        if backend == "cann":
-            if not any(PurePosixPath(s).suffix in {".cpp", ".asc"} for s in src):
-                r.fail(f"{prefix}.src", "names no Ascend C source (.cpp, .asc) to compile (only headers)", list(src))
-            for soc in r.str_list(t, "soc-versions", prefix, non_empty=True, unique=True):
-                if soc not in KNOWN_SOCS:
-                    r.fail(f"{prefix}.soc-versions", f"unknown Ascend SoC; known: {', '.join(KNOWN_SOCS)}", soc)
-        if backend in BUILT_KERNEL_BACKENDS and not any(PurePosixPath(s).suffix in SOURCE_SUFFIXES for s in src):
-            r.fail(f"{prefix}.src", "names no source file to compile (only headers)", list(src))
-        caps: tuple[str, ...] = ()
-        cuda_minver = None
-        if backend == "cuda":
-            caps = r.str_list(t, "cuda-capabilities", prefix, unique=True)
-            for c in caps:
-                m = CAPABILITY_RE.match(c)
-                if not m or not (3 <= int(m.group(1)) <= 13):
-                    r.fail(f"{prefix}.cuda-capabilities",
-                           "must be a compute capability like \"8.0\", \"9.0a\" or \"12.0+PTX\"", c)
-            cuda_minver = r.version(t, "cuda-minver", prefix)
-        other = {}
-        for k in sorted(_KERNEL_KEYS[backend] - _KERNEL_KEYS["cpu"] - {"cuda-capabilities", "cuda-flags", "cuda-minver"}):
-            if k in t:
-                other[k] = r.str_list(t, k, prefix)
-        kernel = Kernel(name=kname, backend=backend, depends=depends, src=src,
-                        include=r.str_list(t, "include", prefix, unique=True, paths=True),
-                        cxx_flags=r.str_list(t, "cxx-flags", prefix),
-                        cuda_capabilities=caps, cuda_flags=r.str_list(t, "cuda-flags", prefix) if backend == "cuda" else (),
-                        cuda_minver=cuda_minver, other=other)
-        if backend not in BUILDABLE_KERNEL_BACKENDS:
+        options: dict = {}
+        if backends.is_built(backend):
+            impl = backends.get(backend)
+            for s in src:
+                problem = impl.source_problem(s)
+                if problem:
+                    r.fail(f"{prefix}.src", problem, s)
+            if not any(impl.compiles(s) for s in src):
+                r.fail(f"{prefix}.src", getattr(impl, "no_source_problem", "names no source file to compile "
+                                                "(only headers)"), list(src))
+            options = impl.read_kernel(r, prefix, t)
+        else:
+            options = {k: r.str_list(t, k, prefix) for k in sorted(allowed - COMMON_KERNEL_KEYS) if k in t}
             notes.append(f"{r.path}: [kernel.{kname}] backend {backend!r} is not built by this kernel-builder yet; skipped")
-        out.append(kernel)
+        out.append(Kernel(name=kname, backend=backend, depends=depends, src=src,
+                          include=r.str_list(t, "include", prefix, unique=True, paths=True),
+                          cxx_flags=r.str_list(t, "cxx-flags", prefix), options=options))
     return tuple(out)
 
 
@@ -508,7 +351,7 @@ def _check_paths(r: _Reader, p: Project) -> None:
         for s in p.torch.include:
             check("torch.include", s, True)
     for k in p.kernels:
-        if k.backend not in BUILDABLE_KERNEL_BACKENDS:
+        if not backends.is_built(k.backend):
             continue
         for s in k.src:
             check(f"kernel.{k.name}.src", s, False)

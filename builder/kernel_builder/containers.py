@@ -21,11 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, cache, images, layout
-from .config import Project
+from . import __version__, backends, cache, images, layout
 from .engine import CA_IN_CONTAINER, CACHE, CCACHE, KB, OUT, PROXY_VARS, SRC, Engine, Mount, host_ca_bundle
 from .errors import KernelBuilderError
-from .matrix import IMAGE_CUDA_HOME, IMAGE_PYTHON, Entry, platform
+from .matrix import IMAGE_PYTHON, Entry, platform
+from .options import BuildOptions
+from .plan import Selection, hash_inputs, make_plan
+from .project import Project
+from .staging import build_variant
+from .variants import parse as parse_variant
 
 # Run inside the container: put ccache's compiler links first (the image made them when it has ccache)
 # and send nvcc through ccache too; torch >= 2.13 would add its own wrapper, which we switch off so every
@@ -153,11 +157,10 @@ def log_dir(project: Project) -> Path:
     return d
 
 
-def _stamp_key(project: Project, entry: Entry, image_tag: str, bundle: Path, prov: dict, options: dict) -> str:
-    from .build import _hash_inputs
-
-    return _hash_inputs(project, [__version__, bundle.name, entry.variant, image_tag, entry.stable_abi or "",
-                                  json.dumps(options, sort_keys=True), json.dumps(prov, sort_keys=True)])
+def _stamp_key(project: Project, entry: Entry, image_tag: str, bundle: Path, prov: dict,
+               options: BuildOptions) -> str:
+    return hash_inputs(project, [__version__, bundle.name, entry.variant, image_tag, entry.stable_abi or "",
+                                 json.dumps(options.fingerprint(), sort_keys=True), json.dumps(prov, sort_keys=True)])
 
 
 def _up_to_date(stamp: Path, key: str, target: Path) -> bool:
@@ -173,7 +176,7 @@ def _up_to_date(stamp: Path, key: str, target: Path) -> bool:
 
 
 class Runner:
-    def __init__(self, project: Project, out: Path, engine: Engine | None, options: dict):
+    def __init__(self, project: Project, out: Path, engine: Engine | None, options: BuildOptions):
         self.project, self.out, self.engine, self.options = project, out, engine, options
         self.prov = layout.provenance(project)
         self.bundle = runtime_bundle() if engine else None
@@ -198,8 +201,7 @@ class Runner:
                                             "base": entry.env.image.base})
         env = {"HOME": "/tmp", "PYTHONPATH": KB, "PYTHONDONTWRITEBYTECODE": "1", "KERNEL_BUILDER_CACHE": CACHE,
                "CCACHE_DIR": CCACHE, "KERNEL_BUILDER_PROVENANCE": json.dumps(prov), "PYTHONUNBUFFERED": "1"}
-        if entry.env.cuda:
-            env["CUDA_HOME"] = IMAGE_CUDA_HOME
+        env.update(backends.get(entry.env.backend).container_env(entry.env.host()))
         if host_ca_bundle():
             env.update(PIP_CERT=CA_IN_CONTAINER, REQUESTS_CA_BUNDLE=CA_IN_CONTAINER)
         env.update({k: os.environ[k] for k in PROXY_VARS if os.environ.get(k)})
@@ -267,8 +269,8 @@ class Runner:
         build = kb + ["build", SRC, "--out", OUT, "--variant", entry.variant, "-v"]  # -v: compiler output in the log
         if entry.stable_abi:
             build += ["--stable-abi", entry.stable_abi]
-        if self.options.get("cuda_archs"):
-            build += ["--cuda-archs", ",".join(self.options["cuda_archs"])]
+        if self.options.cuda_archs:
+            build += ["--cuda-archs", ",".join(self.options.cuda_archs)]
         return build, kb + ["check", f"{OUT}/{entry.variant}", "--no-abi"]
 
     def command_lines(self, entry: Entry) -> list[str]:
@@ -286,12 +288,9 @@ class Runner:
         return lines
 
     def _pure_python(self, job: Job, progress: Progress) -> None:
-        from .build import Selection, build_variant, make_plan
-
         progress.set(job, "building")
-        sel = Selection(job.entry.family, job.entry.variant)
-        r = build_variant(make_plan(self.project, sel, None, {}), None, self.out)
-        job.size = r["size"]
+        sel = Selection(job.entry.family, parse_variant(job.entry.variant))
+        job.size = build_variant(make_plan(self.project, sel, None, BuildOptions()), None, self.out).size
         progress.set(job, "done")
 
 
@@ -312,7 +311,7 @@ def _inner_error(log: Path) -> str:
 
 
 def build_all(project: Project, entries: list[Entry], out: Path, jobs: int, keep_going: bool,
-              engine: Engine | None, options: dict, logs: Path | None = None) -> list[Job]:
+              engine: Engine | None, options: BuildOptions, logs: Path | None = None) -> list[Job]:
     if logs is None:
         logs = log_dir(project)
     logs.mkdir(parents=True, exist_ok=True)

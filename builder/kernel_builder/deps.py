@@ -4,6 +4,9 @@ CUTLASS comes from the `nvidia-cutlass` wheel on PyPI at a pinned version (its
 cutlass_library/source/include is the header tree), fetched once with pip into the cache. Versions PyPI
 does not carry can be pointed at with KERNEL_BUILDER_CUTLASS_<X>_<Y>=<include dir>; otherwise the
 build is refused before anything compiles, naming the dependency.
+
+Two steps, so that planning never downloads: `resolve` (planning) decides where a dependency's headers
+come from and where they will be, `fetch` (staging, only for a build that compiles) puts them there.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache
@@ -34,9 +38,13 @@ def _cutlass_version(include_dir: Path) -> tuple[int, int] | None:
     return (int(maj.group(1)), int(mnr.group(1))) if maj and mnr else None
 
 
+def _pinned_include(version: str) -> Path:
+    return cache.base() / "deps" / f"nvidia-cutlass-{version}" / "include"
+
+
 def _fetch_pinned(version: str) -> Path:
-    dest = cache.root() / "deps" / f"nvidia-cutlass-{version}"
-    include = dest / "include"
+    include = _pinned_include(version)
+    dest = include.parent
     if (include / "cutlass" / "version.h").is_file():
         return include
     with tempfile.TemporaryDirectory(dir=cache.root()) as tmp:
@@ -60,11 +68,24 @@ def _fetch_pinned(version: str) -> Path:
     return include
 
 
-def include_dirs(dep: str, build_file: Path, kernel: str, line: int | None = None) -> list[str]:
-    """Include directories that satisfy `dep`; raises ConfigError (exit 2) naming it when none can."""
+@dataclass(frozen=True)
+class Dependency:
+    name: str  # the depends entry
+    include: str | None  # the include directory it provides once fetched (None: nothing to add, e.g. torch)
+    pinned: str | None = None  # the nvidia-cutlass release `fetch` downloads into `include` when missing
+
+    @property
+    def key(self) -> str:
+        """What a fingerprint needs to know of it."""
+        return f"{self.name}={self.pinned or self.include}"
+
+
+def resolve(dep: str, build_file: Path, kernel: str, line: int | None = None) -> Dependency:
+    """Where `dep`'s headers come from; raises ConfigError (exit 2) naming it when nowhere. Downloads
+    nothing (an override directory's version is read, it must match)."""
     key = f"kernel.{kernel}.depends"
     if dep == "torch":
-        return []
+        return Dependency(dep, None)
     m = re.fullmatch(r"cutlass_(\d+)_(\d+)", dep)
     if not m:
         raise ConfigError(build_file, key, f"{dep} is only provided for {'xpu' if dep == 'sycl_tla' else 'metal'} "
@@ -77,9 +98,23 @@ def include_dirs(dep: str, build_file: Path, kernel: str, line: int | None = Non
         if got != want:
             raise ConfigError(build_file, key, f"{dep}: {env}={inc} does not hold CUTLASS {want[0]}.{want[1]} "
                               f"headers (found {'.'.join(map(str, got)) if got else 'no include/cutlass/version.h'})", line)
-        return [str(inc)]
+        return Dependency(dep, str(inc))
     if dep in PINNED_CUTLASS:
-        return [str(_fetch_pinned(PINNED_CUTLASS[dep]))]
+        version = PINNED_CUTLASS[dep]
+        return Dependency(dep, str(_pinned_include(version)), version)
     raise ConfigError(build_file, key, f"{dep}: no pinned source of CUTLASS {want[0]}.{want[1]} headers (PyPI's "
                       f"nvidia-cutlass has {', '.join(sorted(PINNED_CUTLASS))}); set {env} to a CUTLASS "
                       f"{want[0]}.{want[1]} include directory", line)
+
+
+def fetch(dep: Dependency) -> None:
+    """Make `dep.include` exist (download a pinned release once); a no-op for what is already there."""
+    if dep.pinned:
+        _fetch_pinned(dep.pinned)
+
+
+def include_dirs(dep: str, build_file: Path, kernel: str, line: int | None = None) -> list[str]:
+    """resolve + fetch: the include directories that satisfy `dep`."""
+    d = resolve(dep, build_file, kernel, line)
+    fetch(d)
+    return [d.include] if d.include else []

@@ -7,6 +7,7 @@ mtime) and the nvcc found; a changed torch or toolkit invalidates it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -20,7 +21,6 @@ from pathlib import Path
 
 from . import cache
 from .errors import EnvironmentProblem
-from .variants import Variant, backend_string
 
 _PROBE = r"""
 import json, torch
@@ -48,24 +48,16 @@ class Host:
         maj, mnr = self.torch_version.split("+")[0].split(".")[:2]
         return int(maj), int(mnr)
 
-    def variant(self, backend_family: str) -> Variant:
-        version = self.torch_cuda if backend_family == "cuda" else None
-        return Variant("torch", backend_string(backend_family, version), self.torch_mm,
-                       self.cxx11_abi if self.os == "linux" else None, self.arch, self.os)
 
-    def can_build(self, backend_family: str) -> str | None:
-        """None if this host can build `backend_family`, else the reason it cannot."""
-        if backend_family == "cpu":
-            return None
-        if backend_family == "cuda":
-            if not self.torch_cuda:
-                return f"torch {self.torch_version} is not a CUDA build"
-            if not self.nvcc:
-                return "nvcc not found (set CUDA_HOME or put nvcc on PATH)"
-            if self.nvcc_version.split(".")[0] != self.torch_cuda.split(".")[0]:
-                return f"nvcc {self.nvcc_version} and torch's CUDA {self.torch_cuda} differ in major version"
-            return None
-        return f"backend {backend_family} is not built by kernel-builder yet"
+@functools.lru_cache(maxsize=None)
+def cxx_version() -> str:
+    """The C++ compiler cpp_extension will use ($CXX, else c++) and its version: a fingerprint input."""
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return f"{cxx}: {out.splitlines()[0]}" if out else f"{cxx}: unknown"
+    except (OSError, subprocess.SubprocessError):
+        return f"{cxx}: not found"
 
 
 def machine() -> str:

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from . import __version__
-from .config import Project
+from .project import Project
 from .errors import UsageError
 
 EXCLUDED_TOP = {"metadata.json", "metadata.json.sigstore"}

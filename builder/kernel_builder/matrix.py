@@ -1,8 +1,9 @@
 """The build matrix: matrix.toml (data) -> environments -> the variants a project gets from each.
 
 Each [[env]] row is turned into the Host it would be inside its image, and the project is filtered with
-the same `build.select` the host build uses, so `build --all` and `build` can never disagree about what a
-build.toml allows. Nothing here starts a container or imports torch.
+the same `plan.select` the host build uses, so `build --all` and `build` can never disagree about what a
+build.toml allows. A row's backend-specific fields (`cuda`, `cann`, ...) are read by its backend module.
+Nothing here starts a container, imports torch or downloads anything.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Project
+from . import backends
 from .errors import ConfigError, UsageError
 from .host import Host
-from .variants import Variant, backend_string
+from .options import BuildOptions
+from .plan import select
+from .project import Project
+from .variants import Variant
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,10 +29,9 @@ else:  # pragma: no cover
 
 MATRIX_FILE = Path(__file__).with_name("matrix.toml")
 IMAGE_KEYS = {"python", "pip", "cuda-home", "base"}
-ENV_KEYS = {"torch", "backend", "cuda", "cann", "torch-npu", "image", "arch", "os"}
-# Where the toolchain lives inside every image (the Dockerfile makes these paths).
+ENV_KEYS = {"torch", "backend", "image", "arch", "os"}  # every row; its backend's row_keys come on top
+# Where the toolchain lives inside every image (the Dockerfile makes this path).
 IMAGE_PYTHON = "/opt/venv/bin/python"
-IMAGE_CUDA_HOME = "/opt/cuda"
 
 
 @dataclass(frozen=True)
@@ -48,28 +51,21 @@ class Env:
     image: Image
     arch: str
     os: str
-    cuda: str | None = None
-    cann: str | None = None  # "8.5.0": the toolkit of the image (cann rows)
-    torch_npu: str | None = None
+    fields: dict = field(default_factory=dict)  # the row's backend-specific keys as written ({"cuda": "13.0"})
+    host_fields: dict = field(default_factory=dict)  # what its backend derived from them for the Host
 
     @property
     def label(self) -> str:
         """A short name for progress lines and logs: torch211-cu130, torch213-cpu, torch29-cann85-aarch64."""
         maj, mnr = self.torch.split(".")[:2]
-        version = self.cuda
-        if self.cann:
-            from .cann_versions import cann_mm
-
-            version = "%d.%d" % cann_mm(self.cann)
-        label = f"torch{maj}{mnr}-{backend_string(self.backend, version)}"
+        label = f"torch{maj}{mnr}-{backends.get(self.backend).variant(self.host()).backend}"
         return label if self.arch == "x86_64" else f"{label}-{self.arch}"
 
     def host(self) -> Host:
         """The Host this environment is inside its image (never probed: the image may not exist yet)."""
-        return Host(python=IMAGE_PYTHON, torch_version=self.torch, cxx11_abi=True, torch_cuda=self.cuda,
-                    nvcc=f"{IMAGE_CUDA_HOME}/bin/nvcc" if self.cuda else None, nvcc_version=self.cuda,
-                    cuda_home=IMAGE_CUDA_HOME if self.cuda else None, arch=self.arch, os=self.os, probed=False,
-                    cann_version=self.cann)
+        base = dict(python=IMAGE_PYTHON, torch_version=self.torch, cxx11_abi=True, torch_cuda=None, nvcc=None,
+                    nvcc_version=None, cuda_home=None, arch=self.arch, os=self.os, probed=False)
+        return Host(**{**base, **self.host_fields})
 
 
 @dataclass(frozen=True)
@@ -93,70 +89,62 @@ def load(path: Path | None = None, base_override: str | None = None) -> Matrix:
     unknown = set(data) - {"default-base", "image", "env"}
     if unknown:
         raise ConfigError(path, sorted(unknown)[0], "unknown key; known: default-base, image, env")
-    images = {}
-    for name, t in (data.get("image") or {}).items():
-        where = f"image.{name}"
-        bad = set(t) - IMAGE_KEYS
-        if bad:
-            raise ConfigError(path, f"{where}.{sorted(bad)[0]}", f"unknown key; known: {', '.join(sorted(IMAGE_KEYS))}")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
-            raise ConfigError(path, where, "image names are lower-case letters, digits, '.', '_', '-'", )
-        if not isinstance(t.get("python"), str) or not re.fullmatch(r"3\.\d+", t["python"]):
-            raise ConfigError(path, f"{where}.python", f"must be a Python version like \"3.11\" (got {t.get('python')!r})")
-        pip = t.get("pip")
-        if not isinstance(pip, list) or not pip or not all(isinstance(p, str) and p for p in pip):
-            raise ConfigError(path, f"{where}.pip", "must be a non-empty list of requirements, torch first")
-        if not pip[0].startswith("torch=="):  # options such as --extra-index-url=... may follow
-            raise ConfigError(path, f"{where}.pip", f"the first requirement must pin torch (got {pip[0]!r})")
-        base = t.get("base") or base_override or default_base  # an image's own base (CANN) is never overridden
-        images[name] = Image(name, t["python"], tuple(pip), base, t.get("cuda-home"))
-    envs = []
-    for i, t in enumerate(data.get("env") or []):
-        where = f"env[{i}]"
-        bad = set(t) - ENV_KEYS
-        if bad:
-            raise ConfigError(path, f"{where}.{sorted(bad)[0]}", f"unknown key; known: {', '.join(sorted(ENV_KEYS))}")
-        for key in ("torch", "backend", "image", "arch", "os"):
-            if not isinstance(t.get(key), str) or not t[key]:
-                raise ConfigError(path, f"{where}.{key}", "missing (a string)")
-        if not re.fullmatch(r"\d+\.\d+\.\d+", t["torch"]):
-            raise ConfigError(path, f"{where}.torch", f"must be a full torch version like \"2.11.0\" (got {t['torch']!r})")
-        if t["backend"] not in ("cpu", "cuda", "cann"):
-            raise ConfigError(path, f"{where}.backend", f"must be cpu, cuda or cann (got {t['backend']!r})")
-        image = images.get(t["image"])
-        if image is None:
-            raise ConfigError(path, f"{where}.image", f"no [image.{t['image']}] table (have: {', '.join(images)})")
-        pinned = image.pip[0].split("==", 1)[1].split("+")[0].split(";")[0].strip()
-        if pinned != t["torch"]:
-            raise ConfigError(path, f"{where}.torch", f"{t['torch']} but image {image.name} installs torch {pinned}")
-        cuda = t.get("cuda")
-        if t["backend"] == "cuda":
-            if not isinstance(cuda, str) or not re.fullmatch(r"\d+\.\d", cuda):
-                raise ConfigError(path, f"{where}.cuda", f"a cuda row needs torch's CUDA like \"13.0\" (got {cuda!r})")
-            if not image.cuda_home:
-                raise ConfigError(path, f"{where}.image", f"image {image.name} has no cuda-home: it cannot build CUDA")
-        elif cuda is not None:
-            raise ConfigError(path, f"{where}.cuda", f"only cuda rows name a CUDA version (this row is {t['backend']})")
-        cann, npu = t.get("cann"), t.get("torch-npu")
-        if t["backend"] == "cann":
-            from .cann_versions import CannVersionError, cann_mm
-
-            if not isinstance(cann, str):
-                raise ConfigError(path, f"{where}.cann", "a cann row names its toolkit's version, e.g. \"8.5.0\"")
-            try:
-                cann_mm(cann)
-            except CannVersionError as e:
-                raise ConfigError(path, f"{where}.cann", str(e)) from None
-            if not isinstance(npu, str) or not any(p.startswith(f"torch-npu=={npu}") for p in image.pip):
-                raise ConfigError(path, f"{where}.torch-npu", f"must name the torch-npu that image {image.name} "
-                                  f"installs (got {npu!r})")
-        elif cann is not None or npu is not None:
-            raise ConfigError(path, f"{where}.{'cann' if cann is not None else 'torch-npu'}",
-                              f"only cann rows name CANN / torch-npu (this row is {t['backend']})")
-        if t["arch"] not in ("x86_64", "aarch64"):
-            raise ConfigError(path, f"{where}.arch", f"must be x86_64 or aarch64 (got {t['arch']!r})")
-        envs.append(Env(i, t["torch"], t["backend"], image, t["arch"], t["os"], cuda, cann, npu))
+    images = {name: _read_image(path, name, t, base_override or default_base)
+              for name, t in (data.get("image") or {}).items()}
+    envs = [_read_env(path, i, t, images) for i, t in enumerate(data.get("env") or [])]
     return Matrix(path, default_base, images, tuple(envs))
+
+
+def _read_image(path: Path, name: str, t: dict, default_base: str) -> Image:
+    where = f"image.{name}"
+    bad = set(t) - IMAGE_KEYS
+    if bad:
+        raise ConfigError(path, f"{where}.{sorted(bad)[0]}", f"unknown key; known: {', '.join(sorted(IMAGE_KEYS))}")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+        raise ConfigError(path, where, "image names are lower-case letters, digits, '.', '_', '-'", )
+    if not isinstance(t.get("python"), str) or not re.fullmatch(r"3\.\d+", t["python"]):
+        raise ConfigError(path, f"{where}.python", f"must be a Python version like \"3.11\" (got {t.get('python')!r})")
+    pip = t.get("pip")
+    if not isinstance(pip, list) or not pip or not all(isinstance(p, str) and p for p in pip):
+        raise ConfigError(path, f"{where}.pip", "must be a non-empty list of requirements, torch first")
+    if not pip[0].startswith("torch=="):  # options such as --extra-index-url=... may follow
+        raise ConfigError(path, f"{where}.pip", f"the first requirement must pin torch (got {pip[0]!r})")
+    base = t.get("base") or default_base  # an image's own base (CANN) is never overridden by --base-image
+    return Image(name, t["python"], tuple(pip), base, t.get("cuda-home"))
+
+
+def _read_env(path: Path, i: int, t: dict, images: dict[str, Image]) -> Env:
+    where = f"env[{i}]"
+    for key in ("torch", "backend", "image", "arch", "os"):
+        if not isinstance(t.get(key), str) or not t[key]:
+            raise ConfigError(path, f"{where}.{key}", "missing (a string)")
+    if not re.fullmatch(r"\d+\.\d+\.\d+", t["torch"]):
+        raise ConfigError(path, f"{where}.torch", f"must be a full torch version like \"2.11.0\" (got {t['torch']!r})")
+    if not backends.is_built(t["backend"]):
+        raise ConfigError(path, f"{where}.backend", f"must be one of {', '.join(backends.families())} "
+                          f"(got {t['backend']!r})")
+    backend = backends.get(t["backend"])
+    bad = set(t) - ENV_KEYS - set(backend.row_keys)
+    if bad:
+        key = sorted(bad)[0]
+        owner = next((f for f in backends.families() if key in backends.get(f).row_keys), None)
+        raise ConfigError(path, f"{where}.{key}", f"only {owner} rows name {key} (this row is {t['backend']})"
+                          if owner else f"unknown key; known: {', '.join(sorted(ENV_KEYS | set(backend.row_keys)))}")
+    image = images.get(t["image"])
+    if image is None:
+        raise ConfigError(path, f"{where}.image", f"no [image.{t['image']}] table (have: {', '.join(images)})")
+    pinned = image.pip[0].split("==", 1)[1].split("+")[0].split(";")[0].strip()
+    if pinned != t["torch"]:
+        raise ConfigError(path, f"{where}.torch", f"{t['torch']} but image {image.name} installs torch {pinned}")
+
+    def fail(key: str, problem: str, where=where):
+        raise ConfigError(path, f"{where}.{key}", problem)
+
+    host_fields = backend.read_row(fail, t, image)
+    row_fields = {k: t[k] for k in sorted(backend.row_keys) if k in t}
+    if t["arch"] not in ("x86_64", "aarch64"):
+        raise ConfigError(path, f"{where}.arch", f"must be x86_64 or aarch64 (got {t['arch']!r})")
+    return Env(i, t["torch"], t["backend"], image, t["arch"], t["os"], row_fields, host_fields)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,20 +166,18 @@ class Entry:
         return self.env.label if self.env else "host (pure Python)"
 
 
-def expand(project: Project, matrix: Matrix, options: dict | None = None) -> list[Entry]:
+def expand(project: Project, matrix: Matrix, options: BuildOptions | None = None) -> list[Entry]:
     """Every environment x every backend of the project: the variant it builds, or why it builds none."""
-    from .build import select
-
-    options = options or {}
+    options = options or BuildOptions()
     if project.torch is None:  # pure Python: one host-independent variant per backend
-        return [Entry(None, f, "torch-" + ("npu" if f == "cann" else f)) for f in project.general.backends]
+        return [Entry(None, s.family, s.variant.name) for s in select(project, None, options)]
     entries: list[Entry] = []
     for env in matrix.envs:
         if env.backend not in project.general.backends:
             entries.append(Entry(env, env.backend, None, f"general.backends does not list {env.backend}"))
             continue
         sel = next(s for s in select(project, env.host(), options) if s.family == env.backend)
-        entries.append(Entry(env, env.backend, sel.variant, sel.reason,
+        entries.append(Entry(env, env.backend, sel.variant.name if sel.variant else None, sel.reason,
                              notes=[n for n in sel.notes if not n.startswith("torch.stable-abi")]))
     _apply_stable_abi(project, entries)
     seen: dict[str, Entry] = {}
@@ -210,12 +196,12 @@ def _apply_stable_abi(project: Project, entries: list[Entry]) -> None:
         groups: dict[tuple, list[Entry]] = {}
         for e in entries:
             if e.family == family and e.variant:
-                groups.setdefault((e.env.cuda, e.env.arch, e.env.os), []).append(e)
-        for rows in groups.values():
-            newest = max(rows, key=lambda e: tuple(int(x) for x in e.env.torch.split(".")))
+                own = backends.get(family).variant(e.env.host())
+                groups.setdefault((own.backend, own.arch, own.os), []).append(e)
+        for (backend, arch, os_), rows in groups.items():
             maj, mnr = (int(x) for x in version.split(".")[:2])
-            stable = Variant("stable", backend_string(family, newest.env.cuda), (maj, mnr), None,
-                             newest.env.arch, newest.env.os).name
+            newest = max(rows, key=lambda e: tuple(int(x) for x in e.env.torch.split(".")))
+            stable = Variant("stable", backend, (maj, mnr), None, arch, os_).name
             for e in rows:
                 if e is newest:
                     e.variant, e.stable_abi = stable, version

@@ -9,8 +9,37 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_VERSIONED = {"cu": "cuda", "cann": "cann", "rocm": "rocm", "xpu": "xpu"}
-NOARCH_BACKENDS = ("cpu", "cuda", "npu", "rocm", "xpu", "metal", "neuron", "universal")
+
+
+@dataclass(frozen=True)
+class Family:
+    """How the loader spells one backend family in variant names (CONTRACT.md §2): data, not behaviour.
+
+    `prefix` is the versioned backend string's prefix ("cu" in cu130), None for an unversioned family;
+    `noarch` the name of its pure-Python variant (torch-<noarch>); `archs`: its compiled variants list the
+    archs they were built for in metadata.json."""
+
+    prefix: str | None
+    noarch: str
+    archs: bool = False
+    minor_digits: int = 1  # the loader reads one minor digit for cu/cann/rocm; xpu's year.minor has more
+
+
+# Every family the loader knows, whether or not kernel-builder builds it (backends/ builds some of them).
+FAMILIES: dict[str, Family] = {
+    "cpu": Family(None, "cpu"),
+    "cuda": Family("cu", "cuda", archs=True),
+    "cann": Family("cann", "npu", archs=True),
+    "rocm": Family("rocm", "rocm", archs=True),
+    "xpu": Family("xpu", "xpu", minor_digits=0),
+    "metal": Family(None, "metal"),
+    "neuron": Family(None, "neuron"),
+    "tpu": Family(None, "tpu"),
+}
+UNIVERSAL = "universal"  # torch-universal: the noarch variant every backend may load
+NOARCH_BACKENDS = tuple(f.noarch for f in FAMILIES.values()) + (UNIVERSAL,)
+_BY_NOARCH = {f.noarch: name for name, f in FAMILIES.items()}
+_BY_PREFIX = {f.prefix: name for name, f in FAMILIES.items() if f.prefix}
 
 
 @dataclass(frozen=True)
@@ -41,7 +70,7 @@ class Variant:
     def backend_type(self) -> str:
         """The backend family: cpu, cuda, cann, rocm, xpu, metal (noarch: npu means cann)."""
         if self.kind == "noarch":
-            return "cann" if self.backend == "npu" else self.backend
+            return _BY_NOARCH.get(self.backend, self.backend)
         return backend_type(self.backend)
 
     @property
@@ -56,32 +85,38 @@ class Variant:
             return (0, -self.torch[0], -self.torch[1], 0, -bv[0], -bv[1], self.name)
         if self.kind == "torch":
             return (1, 0, 0, 0 if self.cxx11 is None else 1, -bv[0], -bv[1], self.name)
-        return (2, 0, 0, 1 if self.backend == "universal" else 0, 0, 0, self.name)
+        return (2, 0, 0, 1 if self.backend == UNIVERSAL else 0, 0, 0, self.name)
 
 
 def backend_type(backend: str) -> str:
-    for prefix, family in sorted(_VERSIONED.items(), key=lambda kv: -len(kv[0])):
-        if re.fullmatch(rf"{prefix}\d+", backend):
-            return family
-    if backend in ("cpu", "metal", "neuron", "tpu"):
+    m = re.fullmatch(r"([a-z]+?)(\d+)", backend)
+    if m and m.group(1) in _BY_PREFIX:
+        return _BY_PREFIX[m.group(1)]
+    if backend in FAMILIES and FAMILIES[backend].prefix is None:
         return backend
     raise ValueError(f"unknown backend string {backend!r}")
 
 
 def backend_version(backend: str) -> tuple[int, int] | None:
-    """`cu130` -> (13, 0), `cann82` -> (8, 2): the loader reads the last digit as the minor version."""
-    m = re.fullmatch(r"(?:cu|cann|rocm)(\d+)(\d)", backend)
-    if m:
-        return int(m.group(1)), int(m.group(2))
-    m = re.fullmatch(r"xpu(\d{4})(\d+)", backend)
-    if m:
-        return int(m.group(1)), int(m.group(2))
-    return None
+    """`cu130` -> (13, 0), `cann82` -> (8, 2): the loader reads the last digit as the minor version
+    (xpu20252 -> (2025, 2): a four-digit year, then the minor)."""
+    m = re.fullmatch(r"([a-z]+?)(\d+)", backend)
+    family = _BY_PREFIX.get(m.group(1)) if m else None
+    if family is None:
+        return None
+    digits = m.group(2)
+    split = 4 if FAMILIES[family].minor_digits == 0 else len(digits) - 1
+    if not 0 < split < len(digits):
+        return None
+    return int(digits[:split]), int(digits[split:])
 
 
 def backend_string(family: str, version: str | tuple[int, int] | None = None) -> str:
     """("cuda", "13.0") -> "cu130"; ("cann", "8.2") -> "cann82"; ("cpu", None) -> "cpu"."""
-    if family in ("cpu", "metal", "neuron", "tpu"):
+    spelling = FAMILIES.get(family)
+    if spelling is None:
+        raise ValueError(f"unknown backend family {family!r}; known: {', '.join(FAMILIES)}")
+    if spelling.prefix is None:
         return family
     if version is None:
         raise ValueError(f"backend {family} needs a version")
@@ -89,10 +124,14 @@ def backend_string(family: str, version: str | tuple[int, int] | None = None) ->
         parts = version.split(".")
         version = (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0)
     maj, mnr = version
-    if family in ("cuda", "cann", "rocm") and not 0 <= mnr <= 9:
+    if spelling.minor_digits == 1 and not 0 <= mnr <= 9:
         raise ValueError(f"{family} {maj}.{mnr}: the loader's variant names hold a one-digit minor version")
-    prefix = {"cuda": "cu", "cann": "cann", "rocm": "rocm", "xpu": "xpu"}[family]
-    return f"{prefix}{maj}{mnr}"
+    return f"{spelling.prefix}{maj}{mnr}"
+
+
+def noarch(family: str) -> Variant:
+    """The pure-Python variant of a family: torch-cpu, torch-cuda, torch-npu (cann), ..."""
+    return Variant("noarch", FAMILIES[family].noarch)
 
 
 def parse(name: str) -> Variant:

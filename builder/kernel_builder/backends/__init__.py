@@ -1,52 +1,66 @@
-"""One module per backend behind one Protocol; `get(family)` returns the implementation.
+"""The backend registry: one entry per backend family kernel-builder builds, one module per entry.
 
-A backend knows three things: whether this host can build it, the variant it produces here, and the
-compiler flags for one kernel. Everything else (planning, ninja, layout) is backend-independent.
+A backend owns everything that differs between families: the keys of its `[kernel.*]` and
+`[general.<family>]` tables, the fields of its build-matrix rows, its version gates, how a host (or a
+matrix row) can build it, the variant it produces, and how it compiles (backends/base.py has the
+Protocol and the cpp_extension path cpu and cuda share; cann drives CMake). Nothing outside this folder
+compares a backend name.
+
+This module imports no backend module: an entry names its module and `get` imports it on first use, so
+the format and naming layers below (config, variants) can ask the registry without an import circle, and a
+plug-in (or a test) can `register` a backend object of its own.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import importlib
+from typing import Any
 
-from ..config import Kernel, Project
-from ..host import Host
-from ..variants import Variant
+from ..errors import UsageError
 
+# family -> module that defines BACKEND. Adding a backend: a module here plus this one line.
+ENTRIES: dict[str, str] = {
+    "cpu": f"{__name__}.cpu",
+    "cuda": f"{__name__}.cuda",
+    "cann": f"{__name__}.cann",
+}
 
-class Backend(Protocol):
-    family: str  # "cpu", "cuda": the value of [kernel.*] backend and metadata backend.type
-
-    def unavailable(self, host: Host) -> str | None:
-        """None if this host can build the backend, else a one-line reason."""
-
-    def variant(self, host: Host) -> Variant: ...
-
-    def defines(self) -> list[str]:
-        """Defines every translation unit of the variant sees (HF convention: CPU_KERNEL, CUDA_KERNEL)."""
-
-    def kernel_flags(self, project: Project, kernel: Kernel, host: Host, options: dict) -> dict:
-        """{"cxx": [...], "nvcc": [...]} for one kernel's sources."""
-
-    def archs(self, project: Project, host: Host, options: dict) -> list[str] | None:
-        """metadata.json backend.archs (None where the loader expects none)."""
-
-    def fallback_include_dirs(self, host: Host) -> list[str]:
-        """Include directories searched after torch's and the toolkit's own."""
-
-    def toolchain(self, host: Host) -> str:
-        """A string that changes whenever the compilers that shape the output change (fingerprint input)."""
-
-    # Optional hooks (build.py uses them when present; cann has them, cpu and cuda do not):
-    #   build_extension(plan, host, verbose) -> Path   build the .abi3.so itself (instead of cpp_extension)
-    #   variant_extras(plan, so) -> {relpath: bytes}   more files for the variant (may replace _ops.py)
-    #   provenance_extra(plan) -> dict                  merged into metadata.json provenance
+_loaded: dict[str, Any] = {}
 
 
-def get(family: str) -> Backend:
-    from . import cann, cpu, cuda
-
-    impls = {"cpu": cpu.CPU(), "cuda": cuda.CUDA(), "cann": cann.CANN()}
-    return impls[family]
+class UnknownBackend(UsageError):
+    """A family with no registered backend: one line, exit 2, like any other bad input."""
 
 
-BUILT = ("cpu", "cuda", "cann")
+def register(family: str, backend: Any) -> None:
+    """Make `backend` the builder of `family` (replacing a built-in one)."""
+    if getattr(backend, "family", None) != family:
+        raise ValueError(f"backend object for {family!r} says its family is {getattr(backend, 'family', None)!r}")
+    ENTRIES[family] = "<registered>"
+    _loaded[family] = backend
+
+
+def unregister(family: str) -> None:
+    ENTRIES.pop(family, None)
+    _loaded.pop(family, None)
+
+
+def families() -> tuple[str, ...]:
+    """The families kernel-builder builds, in registration order."""
+    return tuple(ENTRIES)
+
+
+def is_built(family: str) -> bool:
+    return family in ENTRIES
+
+
+def get(family: str) -> Any:
+    """The backend of `family` (an object of backends.base's `Backend` Protocol); UnknownBackend when none
+    is registered."""
+    if family not in _loaded:
+        module = ENTRIES.get(family)
+        if module is None:
+            raise UnknownBackend(f"backend {family!r} is not built by kernel-builder "
+                                 f"(built: {', '.join(ENTRIES) or 'none'})")
+        _loaded[family] = importlib.import_module(module).BACKEND
+    return _loaded[family]

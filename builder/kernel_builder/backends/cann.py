@@ -13,8 +13,8 @@ torch_npu's headers with torch's own `_GLIBCXX_USE_CXX11_ABI` value, and linked 
 `<id>.abi3.so`. The rendered CMakeLists holds no host paths: `cmake_args()` supplies them as -D cache
 variables, so a render is reproducible (and golden-tested) anywhere.
 
-Building needs a CANN toolkit, which kernel-builder does not drive yet: config keeps cann kernels
-"not built yet"; this module plans and renders.
+Building needs a CANN toolkit (and torch_npu): without one the backend reports itself unavailable and the
+variant is skipped with that reason; `build --all` builds it in a CANN image of the matrix.
 
 The cann kernel table (ours; Hugging Face's parser rejects any `backend = "cann"` kernel table):
 
@@ -42,12 +42,16 @@ import sysconfig
 from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 
-from ..cann_versions import (DEFAULT_SOC_VERSIONS, SOC_ARCHS, CannVersionError, cann_mm, compiled_variant,
-                             find_install_info, group_socs, npu_arch, read_install_info)
-from ..config import Kernel, Project
-from ..host import Host
+from .. import cache, staging
+from .cann_versions import (CANN_SRC_SUFFIXES, DEFAULT_SOC_VERSIONS, KNOWN_SOCS, SOC_ARCHS, CannVersionError,
+                             cann_mm, compiled_variant, find_install_info, group_socs, npu_arch, read_install_info)
+from ..errors import CompileError, EnvironmentProblem, UsageError
+from ..host import Host, cxx_version
+from ..project import Kernel, Project
 from ..render import render
+from ..tools import run_logged
 from ..variants import Variant
+from .base import CppExtensionBackend
 
 FLOWS = ("ascendc", "asc")
 ASC_SUFFIXES = {".asc"}
@@ -74,7 +78,7 @@ def toolkit_version(home: str | None = None) -> str:
 
 
 def soc_versions(kernel: Kernel) -> tuple[str, ...]:
-    return tuple(kernel.other.get("soc-versions", ())) or DEFAULT_SOC_VERSIONS
+    return tuple(kernel.options.get("soc-versions", ())) or DEFAULT_SOC_VERSIONS
 
 
 def kernel_arch_groups(project: Project) -> dict[str, tuple[str, ...]]:
@@ -88,8 +92,6 @@ def kernel_arch_groups(project: Project) -> dict[str, tuple[str, ...]]:
 def check_uniform_groups(project: Project) -> None:
     """With several arch groups one binding links against each group's kernel library, so every cann kernel
     must target every group (else the binding would reference kernels a group lacks). UsageError otherwise."""
-    from ..errors import UsageError
-
     groups = kernel_arch_groups(project)
     if len(groups) < 2:
         return
@@ -164,8 +166,6 @@ def choose_flow(project: Project, flows: dict[str, str]) -> str:
     """The flow to build `project` with on a toolkit offering `flows` (raises EnvironmentProblem when none
     fits): .asc sources need the ASC language; otherwise ASC when the toolkit has it, else ascendc.cmake.
     KERNEL_BUILDER_CANN_FLOW=asc|ascendc overrides the preference (not the toolkit's abilities)."""
-    from ..errors import EnvironmentProblem
-
     wanted = os.environ.get(FLOW_ENV, "").strip() or None
     if wanted is not None and wanted not in FLOWS:
         raise EnvironmentProblem(f"{FLOW_ENV}={wanted}: unknown CANN build flow; known: {', '.join(FLOWS)}")
@@ -194,8 +194,11 @@ def torch_npu_version() -> str | None:
     return None
 
 
-class CANN:
+class CANN(CppExtensionBackend):
     family = "cann"
+    kernel_keys = frozenset({"soc-versions", "ascendc-flags"})
+    row_keys = frozenset({"cann", "torch-npu"})
+    no_source_problem = "names no Ascend C source (.cpp, .asc) to compile (only headers)"
 
     def __init__(self, cann_version: str | None = None):
         self._cann_version = cann_version  # None: read from the toolkit
@@ -207,6 +210,42 @@ class CANN:
     def _version_for(self, host: Host) -> str:
         # A build-matrix row (host.probed False) names the CANN version of its image.
         return getattr(host, "cann_version", None) or self.cann_version
+
+    # --- build.toml ---
+    def source_problem(self, rel: str) -> str | None:
+        if PurePosixPath(rel).suffix not in CANN_SRC_SUFFIXES:
+            return "a cann kernel compiles Ascend C sources (.cpp, .asc) and headers (.h, .hpp) only"
+        return None
+
+    def compiles(self, rel: str) -> bool:
+        return PurePosixPath(rel).suffix in KERNEL_SOURCE_SUFFIXES
+
+    def read_kernel(self, reader, prefix: str, table: dict) -> dict:
+        socs = reader.str_list(table, "soc-versions", prefix, non_empty=True, unique=True)
+        for soc in socs:
+            if soc not in KNOWN_SOCS:
+                reader.fail(f"{prefix}.soc-versions", f"unknown Ascend SoC; known: {', '.join(KNOWN_SOCS)}", soc)
+        options = {"ascendc-flags": reader.str_list(table, "ascendc-flags", prefix)} if "ascendc-flags" in table else {}
+        if "soc-versions" in table:
+            options["soc-versions"] = socs
+        return dict(sorted(options.items()))
+
+    # --- matrix.toml ---
+    def read_row(self, fail, row: dict, image) -> dict:
+        cann, npu = row.get("cann"), row.get("torch-npu")
+        if not isinstance(cann, str):
+            fail("cann", "a cann row names its toolkit's version, e.g. \"8.5.0\"")
+        try:
+            cann_mm(cann)
+        except CannVersionError as e:
+            fail("cann", str(e))
+        if not isinstance(npu, str) or not any(p.startswith(f"torch-npu=={npu}") for p in image.pip):
+            fail("torch-npu", f"must name the torch-npu that image {image.name} installs (got {npu!r})")
+        return {"cann_version": cann}
+
+    # --- hosts and variants ---
+    def can_load(self, variant: Variant, host: Host) -> bool:
+        return False  # needs torch_npu and an NPU: never probed by `check`
 
     def unavailable(self, host: Host) -> str | None:
         if not host.probed:  # a build-matrix row: its image has the toolkit; only its version is checked here
@@ -246,7 +285,7 @@ class CANN:
         return ["-DCANN_KERNEL"]
 
     def kernel_flags(self, project: Project, kernel: Kernel, host: Host, options: dict) -> dict:
-        return {"cxx": list(kernel.cxx_flags), "nvcc": [], "ascendc": list(kernel.other.get("ascendc-flags", ()))}
+        return {"cxx": list(kernel.cxx_flags), "nvcc": [], "ascendc": list(kernel.options.get("ascendc-flags", ()))}
 
     def archs(self, project: Project, host: Host, options: dict) -> list[str] | None:
         """metadata.json backend.archs: the ASC npu-arch of every arch group built ("dav-2201", ...)."""
@@ -260,16 +299,13 @@ class CANN:
         return [str(inc)] if inc.is_dir() else []
 
     def toolchain(self, host: Host) -> str:
-        from .cpu import cxx_version
-
         cmake = shutil.which("cmake") or "cmake: not found"
         home = ascend_home()
         flows = probe_flows(home)
         return (f"{cxx_version()} | CANN {self.cann_version} | {home} | flows {sorted(flows.items())} | "
                 f"{FLOW_ENV}={os.environ.get(FLOW_ENV, '')} | torch_npu {torch_npu_version()} | {cmake}")
 
-    # ---- optional hooks build.py calls when a backend has them ----
-
+    # --- doing ---
     def build_extension(self, plan, host: Host, verbose: bool = False) -> Path:
         """Build the variant's extension with CMake (see build_with_cmake); returns the staged .abi3.so."""
         return build_with_cmake(plan, host, verbose)
@@ -328,7 +364,7 @@ def render_project(project: Project, *, ext_id: str, glibcxx_abi: int, torch_mm:
         kernel_ctx.append({
             "name": k.name, "target": f"kb_{k.name}", "sources": sources,
             "include": list(k.include), "cxx_flags": list(k.cxx_flags),
-            "ascendc_flags": list(k.other.get("ascendc-flags", ())),
+            "ascendc_flags": list(k.options.get("ascendc-flags", ())),
         })
     binding_sources = [s for s in project.torch.src if PurePosixPath(s).suffix in {".cpp", ".cc", ".cxx"}]
     wrappers = {f"kb_binding_{i}.cpp": src for i, src in enumerate(binding_sources)}
@@ -372,8 +408,6 @@ def cmake_args(project_root: str | os.PathLike, *, cann_home: str, torch_dir: st
 
 def _python_paths() -> tuple[str, str, str]:
     """(torch package dir, torch_npu package dir, Python include dir) of the build Python."""
-    from ..errors import EnvironmentProblem
-
     dirs = []
     for mod in ("torch", "torch_npu"):
         spec = find_spec(mod)
@@ -383,43 +417,12 @@ def _python_paths() -> tuple[str, str, str]:
     return dirs[0], dirs[1], sysconfig.get_paths()["include"]
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    from .. import cache
-
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_atomic(path, text)
-
-
-def _run_logged(cmd: list[str], log, env: dict, verbose: bool) -> int:
-    from ..build import run_logged
-
-    return run_logged(cmd, log, env, verbose)
-
-
-def _first_error(log_path: Path, rc: int) -> str:
-    text = log_path.read_text(errors="replace").splitlines()
-    errs = [ln.strip() for ln in text if "error:" in ln.lower() or "CMake Error" in ln]
-    return (errs[0] if errs else (text[-1].strip() if text else f"exit status {rc}"))[:300]
-
-
 def build_with_cmake(plan, host: Host, verbose: bool = False) -> Path:
     """Compile a cann variant: render the CMake project for each arch group into the work dir, configure and
     build it there (incremental: unchanged files keep their mtimes, CMake rebuilds what changed), and stage
     `<id>.abi3.so` (plus `<id>_<group>.so` per group when there are several). Nothing is written into the
     kernel project. Raises EnvironmentProblem (no toolkit, no flow) or CompileError (first error + log)."""
-    from .. import cache
-    from ..errors import CompileError, EnvironmentProblem
-
-    from ..build import staged_library
-
     project = plan.project
-    stage = plan.workdir / "stage"
-    so = stage / f"{plan.kernel_id}.abi3.so"
-    stamp = plan.workdir / "stamp.json"
-    done = staged_library(plan)
-    if done is not None:
-        return done
     check_uniform_groups(project)
     home = ascend_home()
     if home is None:
@@ -431,9 +434,8 @@ def build_with_cmake(plan, host: Host, verbose: bool = False) -> Path:
         raise EnvironmentProblem("cmake not found (pip install cmake)")
     groups = kernel_arch_groups(project)
     split = len(groups) > 1
-    stage.mkdir(parents=True, exist_ok=True)
-    for old in stage.glob("*.so"):
-        old.unlink()
+    stage = staging.clear_stage(plan)
+    so = stage / f"{plan.kernel_id}.abi3.so"
     env = dict(os.environ, ASCEND_HOME_PATH=home)
     jobs = str(max(1, os.cpu_count() or 1))
     log_path = plan.workdir / "build.log"
@@ -443,19 +445,18 @@ def build_with_cmake(plan, host: Host, verbose: bool = False) -> Path:
             src = plan.workdir / "cmake" / group / "src"
             bld = plan.workdir / "cmake" / group / "build"
             files = render_for_host(project, host, plan.kernel_id, flow=flow, arch_group=group)
-            for name, text in files.items():
-                _write_if_changed(src / name, text)
+            staging.write_if_changed(src, files)
             args = cmake_args(project.root, cann_home=home, torch_dir=torch_dir, torch_npu_dir=npu_dir,
                               python_include=py_inc)
             if flow == "asc":
                 args.append(f"-DASC_DIR={flows['asc']}")
             for cmd in (["cmake", "-S", str(src), "-B", str(bld), *args],
                         ["cmake", "--build", str(bld), "--parallel", jobs]):
-                rc = _run_logged(cmd, log, env, verbose)
+                rc = run_logged(cmd, log, env, verbose)
                 if rc != 0:
                     log.flush()
                     raise CompileError(f"{plan.variant}: {flow} build of arch group {group} failed: "
-                                       f"{_first_error(log_path, rc)} (full log: {log_path})")
+                                       f"{staging.first_error(log_path, rc)} (full log: {log_path})")
             ext = bld / f"{plan.kernel_id}.abi3.so"
             if not ext.is_file():
                 raise CompileError(f"{plan.variant}: the {group} build made no {ext.name} (full log: {log_path})")
@@ -468,16 +469,10 @@ def build_with_cmake(plan, host: Host, verbose: bool = False) -> Path:
     shutil.copy2(built.pop("ext"), so)
     for group, lib in built.items():
         shutil.copy2(lib, stage / lib.name)
-    from ..check import private_libstdcxx
-
-    if private_libstdcxx(so):
-        so.unlink()
-        raise CompileError(f"{plan.variant}: the linker put a private copy of libstdc++ into the extension")
     info = {"version": toolkit_version(home), "torch-npu": torch_npu_version(), "flow": flow,
             "arch-groups": {g: list(socs) for g, socs in groups.items()}}
     cache.write_atomic(plan.workdir / BUILD_INFO, json.dumps(info))
-    cache.write_atomic(stamp, json.dumps({"fingerprint": plan.fingerprint, "id": plan.kernel_id}))
-    return so
+    return staging.finish(plan, so, "CANN's CMake project")
 
 
 def soc_group_table(groups) -> dict[str, str]:
@@ -494,3 +489,6 @@ def extra_variant_files(plan, so: Path) -> dict[str, bytes]:
     libs["_ops.py"] = render("cann/_ops.py.j2", id=plan.kernel_id, libs=groups,
                              socs=soc_group_table(groups)).encode()
     return libs
+
+
+BACKEND = CANN()

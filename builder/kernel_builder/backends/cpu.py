@@ -2,46 +2,30 @@
 
 from __future__ import annotations
 
-import functools
-import os
-import subprocess
+from pathlib import Path
 
-from ..config import Kernel, Project
 from ..host import Host
+from ..project import HEADER_SUFFIXES, SOURCE_SUFFIXES
 from ..variants import Variant
+from .base import CppExtensionBackend
 
 
-@functools.lru_cache(maxsize=None)
-def cxx_version() -> str:
-    """The C++ compiler cpp_extension will use ($CXX, else c++) and its version: a fingerprint input."""
-    cxx = os.environ.get("CXX", "c++")
-    try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
-        return f"{cxx}: {out.splitlines()[0]}" if out else f"{cxx}: unknown"
-    except OSError:
-        return f"{cxx}: not found"
-
-
-class CPU:
+class CPU(CppExtensionBackend):
     family = "cpu"
+    extension = "CppExtension"
+    allowed_suffixes = (SOURCE_SUFFIXES - {".cu"}) | HEADER_SUFFIXES
+    scaffold = ("{module}_cpu/{module}.cpp", "init/kernel_cpu.cpp.j2")
 
-    def unavailable(self, host: Host) -> str | None:
-        return host.can_build("cpu")
+    def source_problem(self, rel: str) -> str | None:
+        if Path(rel).suffix == ".cu":
+            return "a CUDA source in a cpu kernel"
+        return super().source_problem(rel)
 
-    def variant(self, host: Host) -> Variant:
-        return host.variant("cpu")
+    def can_load(self, variant: Variant, host: Host) -> bool:
+        return variant.backend_type == self.family  # every torch runs CPU code
 
     def defines(self) -> list[str]:
         return ["-DCPU_KERNEL"]
 
-    def kernel_flags(self, project: Project, kernel: Kernel, host: Host, options: dict) -> dict:
-        return {"cxx": list(kernel.cxx_flags), "nvcc": []}
 
-    def archs(self, project: Project, host: Host, options: dict) -> list[str] | None:
-        return None
-
-    def fallback_include_dirs(self, host: Host) -> list[str]:
-        return []
-
-    def toolchain(self, host: Host) -> str:
-        return cxx_version()
+BACKEND = CPU()

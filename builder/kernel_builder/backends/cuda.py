@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 from importlib.util import find_spec
 from pathlib import Path
 
-from ..config import CAPABILITY_RE, Kernel, Project
+from ..errors import UsageError
 from ..host import Host
-from ..variants import Variant
+from ..options import BuildOptions
+from ..project import Kernel, Project
+from ..variants import Variant, backend_string
+from .base import CppExtensionBackend, compiled_variant, version_tuple
+
+CAPABILITY_RE = re.compile(r"^(\d+)\.(\d+)([af]?)(\+PTX)?$")
+# Where the toolkit lives inside every matrix image (the Dockerfile makes this path).
+IMAGE_CUDA_HOME = "/opt/cuda"
 
 # What we build when a kernel names no capabilities, by nvcc major.minor (first match wins).
 # CUDA 13 dropped everything below 7.5 and renamed Thor (10.1 -> 11.0).
@@ -47,7 +55,8 @@ def capabilities(kernel: Kernel | None, host: Host, restrict: list[str] | None =
     """(capabilities to build, notes about dropped ones). The highest plain capability also gets PTX."""
     nvcc_mm = _vt(host.nvcc_version)
     default = next(caps for mm, caps in DEFAULT_CAPABILITIES if nvcc_mm >= mm)
-    wanted = list(kernel.cuda_capabilities) if kernel and kernel.cuda_capabilities else list(default)
+    declared = kernel.options.get("cuda-capabilities", ()) if kernel else ()
+    wanted = list(declared) if declared else list(default)
     codes = supported_codes(host.nvcc) if host.probed else None  # a matrix row: its image decides
     keep, notes = [], []
     for cap in wanted:
@@ -76,29 +85,107 @@ def gencode_flags(caps: list[str]) -> list[str]:
     return flags
 
 
-class CUDA:
+class CUDA(CppExtensionBackend):
     family = "cuda"
+    extension = "CUDAExtension"
+    kernel_keys = frozenset({"cuda-capabilities", "cuda-flags", "cuda-minver"})
+    general_keys = frozenset({"minver", "maxver"})
+    row_keys = frozenset({"cuda"})
+    scaffold = ("{module}_cuda/{module}.cu", "init/kernel_cuda.cu.j2")
 
+    # --- build.toml ---
+    def read_kernel(self, reader, prefix: str, table: dict) -> dict:
+        caps = reader.str_list(table, "cuda-capabilities", prefix, unique=True)
+        for c in caps:
+            m = CAPABILITY_RE.match(c)
+            if not m or not (3 <= int(m.group(1)) <= 13):
+                reader.fail(f"{prefix}.cuda-capabilities",
+                            "must be a compute capability like \"8.0\", \"9.0a\" or \"12.0+PTX\"", c)
+        return {"cuda-capabilities": caps, "cuda-flags": reader.str_list(table, "cuda-flags", prefix),
+                "cuda-minver": reader.version(table, "cuda-minver", prefix)}
+
+    def read_general(self, reader, prefix: str, table: dict) -> dict:
+        minver, maxver = reader.version(table, "minver", prefix), reader.version(table, "maxver", prefix)
+        if minver and maxver and version_tuple(minver) > version_tuple(maxver):
+            reader.fail(f"{prefix}.minver", f"is above maxver {maxver}", minver)
+        return {"minver": minver, "maxver": maxver}
+
+    # --- matrix.toml ---
+    def read_row(self, fail, row: dict, image) -> dict:
+        cuda = row.get("cuda")
+        if not isinstance(cuda, str) or not re.fullmatch(r"\d+\.\d", cuda):
+            fail("cuda", f"a cuda row needs torch's CUDA like \"13.0\" (got {cuda!r})")
+        if not image.cuda_home:
+            fail("image", f"image {image.name} has no cuda-home: it cannot build CUDA")
+        return {"torch_cuda": cuda, "nvcc": f"{IMAGE_CUDA_HOME}/bin/nvcc", "nvcc_version": cuda,
+                "cuda_home": IMAGE_CUDA_HOME}
+
+    def container_env(self, host: Host) -> dict[str, str]:
+        return {"CUDA_HOME": IMAGE_CUDA_HOME}
+
+    # --- hosts and variants ---
     def unavailable(self, host: Host) -> str | None:
-        return host.can_build("cuda")
+        if not host.torch_cuda:
+            return f"torch {host.torch_version} is not a CUDA build"
+        if not host.nvcc:
+            return "nvcc not found (set CUDA_HOME or put nvcc on PATH)"
+        if host.nvcc_version.split(".")[0] != host.torch_cuda.split(".")[0]:
+            return f"nvcc {host.nvcc_version} and torch's CUDA {host.torch_cuda} differ in major version"
+        return None
 
     def variant(self, host: Host) -> Variant:
-        return host.variant("cuda")
+        return compiled_variant(host, backend_string(self.family, host.torch_cuda))
 
+    def can_load(self, variant: Variant, host: Host) -> bool:
+        """The loader takes a cuXY variant whose CUDA is torch's major and not newer than its minor."""
+        if not host.torch_cuda:
+            return False
+        if variant.kind == "noarch":
+            return True
+        maj, mnr = version_tuple(host.torch_cuda)
+        return variant.backend_version[0] == maj and variant.backend_version[1] <= mnr
+
+    def gate(self, project: Project, host: Host) -> str | None:
+        limits = project.general.backend_tables.get(self.family, {})
+        cuda = version_tuple(host.torch_cuda)
+        if limits.get("minver") and cuda < version_tuple(limits["minver"]):
+            return f"CUDA {host.torch_cuda} is below general.cuda.minver {limits['minver']}"
+        if limits.get("maxver") and cuda > version_tuple(limits["maxver"]):
+            return f"CUDA {host.torch_cuda} is above general.cuda.maxver {limits['maxver']}"
+        return None
+
+    def select_kernels(self, project: Project, kernels, host: Host, options: BuildOptions):
+        keep, notes = [], []
+        for k in kernels:
+            minver = k.options.get("cuda-minver")
+            if minver and version_tuple(host.torch_cuda) < version_tuple(minver):
+                notes.append(f"kernel.{k.name}: skipped, needs CUDA {minver} (have {host.torch_cuda})")
+            else:
+                keep.append(k)
+        for k in keep:
+            caps, dropped = capabilities(k, host, options.cuda_archs)
+            notes += [f"kernel.{k.name}: {n}" for n in dropped]
+            if not caps:
+                raise UsageError(f"{project.file}: kernel.{k.name}.cuda-capabilities: none of "
+                                 f"{list(k.options.get('cuda-capabilities', ())) or 'the defaults'} can be built "
+                                 f"with nvcc {host.nvcc_version}" + (" and --cuda-archs" if options.cuda_archs else ""))
+        return tuple(keep), notes
+
+    # --- planning ---
     def defines(self) -> list[str]:
         return ["-DCUDA_KERNEL"]
 
-    def kernel_flags(self, project: Project, kernel: Kernel, host: Host, options: dict) -> dict:
-        caps, _ = capabilities(kernel, host, options.get("cuda_archs"))
+    def kernel_flags(self, project: Project, kernel: Kernel, host: Host, options: BuildOptions) -> dict:
+        caps, _ = capabilities(kernel, host, options.cuda_archs)
         threads = max(1, min(len(caps), 4))
         nvcc = (["-O3", f"--threads={threads}", "-Xcompiler", "-fno-gnu-unique", "-Xcompiler", "-g0"]
-                + UNDO_TORCH_NVCC_DEFINES + gencode_flags(caps) + list(kernel.cuda_flags))
+                + UNDO_TORCH_NVCC_DEFINES + gencode_flags(caps) + list(kernel.options.get("cuda-flags", ())))
         return {"cxx": list(kernel.cxx_flags), "nvcc": nvcc}
 
-    def archs(self, project: Project, host: Host, options: dict) -> list[str] | None:
+    def archs(self, project: Project, host: Host, options: BuildOptions) -> list[str] | None:
         seen: list[str] = []
-        for k in project.kernels_for("cuda"):
-            for cap in capabilities(k, host, options.get("cuda_archs"))[0]:
+        for k in project.kernels_for(self.family):
+            for cap in capabilities(k, host, options.cuda_archs)[0]:
                 if cap not in seen:
                     seen.append(cap)
         return sorted(seen, key=lambda c: (_vt(c.rstrip("+PTX").rstrip("af")), c))
@@ -115,6 +202,13 @@ class CUDA:
         return [d for d in dirs if Path(d) != home_inc] if not (home_inc / "cusparse.h").exists() else []
 
     def toolchain(self, host: Host) -> str:
-        from .cpu import cxx_version
+        return f"{super().toolchain(host)} | nvcc {host.nvcc_version} | {host.cuda_home}"
 
-        return f"{cxx_version()} | nvcc {host.nvcc_version} | {host.cuda_home}"
+    def compile_env(self, plan, host: Host) -> dict[str, str]:
+        env = {"CUDA_HOME": host.cuda_home}
+        if "TORCH_CUDA_ARCH_LIST" not in os.environ:
+            env["TORCH_CUDA_ARCH_LIST"] = ";".join(a.replace("+PTX", "") for a in plan.archs or [])
+        return env
+
+
+BACKEND = CUDA()

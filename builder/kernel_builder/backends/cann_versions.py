@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from .variants import Variant, backend_string
+from ..variants import Variant, backend_string
 
 # --------------------------------------------------------------------------------------------------
 # SoCs -> arch groups

@@ -1,0 +1,197 @@
+"""Planning a host build, with no side effects: which variants, what each compiles, and its fingerprint.
+
+Everything here is computed from the project, the Host and the options: no file is written, nothing is
+downloaded, torch is not imported. So `list-variants`, `build --all --dry-run` and `ci github` can plan as
+often as they like, and `staging` gets a complete Plan to carry out. The fingerprint is a hash of every
+input that shapes the output (kernel-builder's own package and templates included), so the same inputs give
+the same id (`_<module>_<backend>_<hash>`) and a no-op rebuild is a hash and a byte comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, backends, cache, deps
+from .errors import UsageError
+from .host import Host
+from .options import BuildOptions
+from .project import Kernel, Project
+from .render import render, template_dir
+from .variants import Variant, noarch
+
+PY_LIMITED_API = "0x03090000"  # the contract's abi3 floor (Python 3.9); torch's own default is 3.10
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass
+class Selection:
+    """What a host build would do for one backend: build `variant`, or skip it for `reason`."""
+
+    family: str
+    variant: Variant | None
+    reason: str | None = None
+    kernels: tuple[Kernel, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    deps: dict[str, list[deps.Dependency]] = field(default_factory=dict)  # kernel name -> its header deps
+
+
+def _vt(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".")[:2])
+
+
+def select(project: Project, host: Host | None, options: BuildOptions) -> list[Selection]:
+    """One entry per backend the project names, in general.backends order."""
+    if project.torch is None:  # pure Python: one host-independent variant per backend, nothing to compile
+        return [Selection(f, noarch(f)) for f in project.general.backends]
+    return [_select_one(project, family, host, options) for family in project.general.backends]
+
+
+def _select_one(project: Project, family: str, host: Host, options: BuildOptions) -> Selection:
+    kernels = project.kernels_for(family)
+    if not kernels:
+        return Selection(family, None, "no [kernel.*] table for this backend")
+    if not backends.is_built(family):
+        return Selection(family, None, f"backend {family} is not built by kernel-builder yet")
+    backend = backends.get(family)
+    t = project.torch
+    reason = backend.unavailable(host)
+    if not reason and t.minver and host.torch_mm < _vt(t.minver):
+        reason = f"torch {host.torch_version} is below torch.minver {t.minver}"
+    if not reason and t.maxver and host.torch_mm > _vt(t.maxver):
+        reason = f"torch {host.torch_version} is above torch.maxver {t.maxver}"
+    reason = reason or backend.gate(project, host)
+    if reason:
+        return Selection(family, None, reason)
+    keep, notes = backend.select_kernels(project, kernels, host, options)
+    sel = Selection(family, backend.variant(host), notes=list(notes))
+    for k in keep:
+        line = project.line_of(f"kernel.{k.name}.depends")
+        sel.deps[k.name] = [deps.resolve(d, project.file, k.name, line) for d in k.depends]
+    wanted = options.stable_abi
+    if wanted and t.stable_abi.get(family) == wanted:
+        if host.torch_mm < _vt(wanted):
+            raise UsageError(f"--stable-abi {wanted}: torch {host.torch_version} is older than the ABI it targets")
+        v = sel.variant
+        sel.variant = Variant("stable", v.backend, _vt(wanted), None, v.arch, v.os)
+    elif t.stable_abi.get(family):
+        sel.notes.append(f"torch.stable-abi.{family} = {t.stable_abi[family]}: the stable-ABI variant is built "
+                         "with the matrix (build --all); building the regular variant")
+    if not keep:
+        sel.variant, sel.reason = None, "every kernel of this backend was skipped"
+    sel.kernels = tuple(keep)
+    return sel
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """One variant, fully decided: what `staging` compiles and lays out, with no further choices."""
+
+    project: Project
+    family: str
+    backend: object | None  # the family's backend (backends.get); None for a pure-Python variant
+    variant: Variant
+    kernels: tuple[Kernel, ...]
+    fingerprint: str
+    kernel_id: str
+    workdir: Path  # in kernel-builder's cache; staging creates it
+    groups: list[dict]  # sources that share flags: one ninja run each
+    generated: dict[str, str]  # path in workdir/gen -> text
+    archs: list[str] | None
+    deps: tuple[deps.Dependency, ...] = ()  # header trees staging fetches before compiling
+
+
+def package_files() -> list[Path]:
+    """kernel-builder's own files that can shape an output: every module and template (a new module can
+    not be forgotten), except those that shape none (the Dockerfile, CI templates)."""
+    tdir = template_dir()
+    own = [p for p in sorted(PACKAGE_DIR.rglob("*")) if p.suffix in (".py", ".toml") and "__pycache__" not in p.parts]
+    templates = [p for p in sorted(tdir.rglob("*")) if p.is_file() and p.name != "Dockerfile" and p.parent.name != "ci"]
+    return own + templates
+
+
+def hash_inputs(project: Project, extra: list[str]) -> str:
+    h = hashlib.sha256()
+    for item in extra:
+        h.update(item.encode() + b"\0")
+    for p in package_files():
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    for p in project.all_inputs():
+        h.update(p.relative_to(project.root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def stable_abi_defines(variant: Variant) -> list[str]:
+    """A torch-stable-abiXY variant: the registration macros switch to STABLE_TORCH_LIBRARY and torch's
+    stable headers hide everything newer than the targeted version."""
+    if variant.kind != "stable":
+        return []
+    return ["-DKB_STABLE_ABI", f"-DTORCH_TARGET_VERSION=0x{variant.torch[0]:02x}{variant.torch[1]:02x}000000000000"]
+
+
+def make_plan(project: Project, sel: Selection, host: Host | None, options: BuildOptions) -> Plan:
+    workdir = cache.variant_path(project.root, project.general.name, sel.variant.name)
+    if project.torch is None:
+        fp = hash_inputs(project, [__version__, sel.variant.name])
+        return Plan(project, sel.family, None, sel.variant, (), fp, f"_{project.general.module}_{sel.family}_{fp[:10]}",
+                    workdir, [], {}, None)
+    backend = backends.get(sel.family)
+    all_deps = tuple(dict.fromkeys(d for k in sel.kernels for d in sel.deps.get(k.name, []) if d.include))
+    fp = hash_inputs(project, [__version__, sel.variant.name, host.torch_version, backend.toolchain(host),
+                               json.dumps(options.fingerprint(), sort_keys=True), ",".join(k.name for k in sel.kernels),
+                               json.dumps({k: [d.key for d in v] for k, v in sel.deps.items()}, sort_keys=True)])
+    kernel_id = f"_{project.general.module}_{sel.family}_{fp[:10]}"
+    groups, generated = _compile_groups(project, sel, host, options, backend, kernel_id, workdir / "gen")
+    return Plan(project, sel.family, backend, sel.variant, sel.kernels, fp, kernel_id, workdir, groups,
+                generated, backend.archs(project, host, options), all_deps)
+
+
+def _compile_groups(project: Project, sel: Selection, host: Host, options: BuildOptions, backend, kernel_id: str,
+                    gen: Path) -> tuple[list[dict], dict[str, str]]:
+    """Sources grouped by their flags (one ninja run per group) and the generated wrapper sources."""
+    root, t = project.root, project.torch
+    defines = backend.defines() + stable_abi_defines(sel.variant)
+    abi = [f"-DPy_LIMITED_API={PY_LIMITED_API}", f"-D_GLIBCXX_USE_CXX11_ABI={int(host.cxx11_abi)}"]
+    common = ["-O3", "-fno-gnu-unique", "-g0"] + abi + defines
+    nvcc_common = abi + defines
+    base_includes = [str(gen), str(root), str(root / "torch-ext")] + [str(root / i) for i in t.include]
+
+    generated = {"registration.h": render("registration.h.j2")}
+    binding_sources = []
+    for i, rel in enumerate(s for s in t.src if Path(s).suffix in {".cpp", ".cc", ".cxx"}):
+        name = f"binding_{i}.cpp"
+        generated[name] = render("binding_entry.cpp.j2", id=kernel_id, source=str(root / rel), pyinit=(i == 0))
+        binding_sources.append(str(gen / name))
+    groups: dict[str, dict] = {}
+
+    def add(sources, includes, cxx, nvcc):
+        key = json.dumps([includes, cxx, nvcc])
+        groups.setdefault(key, {"sources": [], "include_dirs": includes, "cxx": cxx, "nvcc": nvcc})["sources"] += sources
+
+    if host.os == "linux":
+        generated["glibc_compat.cpp"] = render("glibc_compat.cpp.j2")
+        binding_sources.append(str(gen / "glibc_compat.cpp"))
+    add(binding_sources, base_includes, common + list(t.cxx_flags), nvcc_common)
+    for k in sel.kernels:
+        flags = backend.kernel_flags(project, k, host, options)
+        srcs = []
+        for rel in k.sources:
+            path = root / rel
+            if b"TORCH_EXTENSION_NAME" in path.read_bytes():  # a kernel source that registers ops itself
+                name = f"kernel_{k.name}_{Path(rel).name}" + (".cu" if path.suffix == ".cu" else ".cpp")
+                generated[name] = render("binding_entry.cpp.j2", id=kernel_id, source=str(path), pyinit=False)
+                srcs.append(str(gen / name))
+            else:
+                srcs.append(str(path))
+        dep_includes = [d.include for d in sel.deps.get(k.name, []) if d.include]
+        add(srcs, base_includes + [str(root / i) for i in k.include] + dep_includes, common + flags["cxx"],
+            nvcc_common + flags["nvcc"])
+    fallback = backend.fallback_include_dirs(host)
+    for g in groups.values():
+        g["fallback_include_dirs"] = fallback
+    return list(groups.values()), generated
