@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Plot scripts/bench_kernels.py results: achieved bandwidth of ours, eager and torch.compile.
+"""Plot scripts/bench_kernels.py results: achieved bandwidth of ours, eager, torch.compile and a same-size copy_.
 
     python scripts/plot_bench.py bench.csv bench.png [--title TEXT]
 
 One panel per (shape, dtype) with at least one point, ops on the x axis, bars of
 % of the copy bandwidth measured in the same run (GB/s in the CSV / the run's
-copy bandwidth, recovered from GB/s_ours and %copy_bw). Needs matplotlib.
+copy bandwidth, recovered from GB/s_ours and %copy_bw), from the CSV's main
+columns: GPU time under CUDA graph replay when its ``timing`` column says
+``cuda_graph`` (older CSVs, without that column: plain launches). The same-size
+copy_ (``us_copy_same_size``, where present) is drawn as an outline. Needs matplotlib.
 """
 
 from __future__ import annotations
@@ -40,12 +43,21 @@ def plot(rows: list[dict], png: Path, title: str = "") -> None:
     fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 2.8 * nrows), squeeze=False)
     series = [("GB/s_ours", "ours", "tab:green"), ("GB/s_eager", "eager", "tab:gray"),
               ("GB/s_compile", "torch.compile", "tab:blue")]
+    has_copy = any(_num(r.get("us_copy_same_size")) for r in rows)
+    timing = {r.get("timing") for r in rows}
+    timing_txt = ("GPU time, CUDA graph replay" if timing == {"cuda_graph"}
+                  else "plain launches" if timing == {None} else "/".join(sorted(str(t) for t in timing)))
     for ax, key in zip(axes.flat, keys):
         pts = panels[key]
         width = 0.8 / len(series)
         for j, (col, label, color) in enumerate(series):
             vals = [(_num(r.get(col)) or 0.0) * 100 / copy for r in pts]
             ax.bar([i + (j - 1) * width for i in range(len(pts))], vals, width, label=label, color=color)
+        if has_copy:  # the same bytes moved by copy_: what a memory-bound op can reach at this size
+            vals = [(_num(r["MB"]) * 1e3 / _num(r["us_copy_same_size"]) if _num(r.get("us_copy_same_size")) else 0.0)
+                    * 100 / copy for r in pts]
+            ax.bar(range(len(pts)), vals, 0.8 + width / 2, fill=False, edgecolor="black", lw=0.6,
+                   label="copy_, same bytes")
         ax.axhline(90, color="red", lw=0.8, ls="--")
         ax.set_xticks(range(len(pts)))
         ax.set_xticklabels([r["op"].replace("_and_mul", "&mul").replace("fused_add_", "add+") for r in pts],
@@ -56,7 +68,8 @@ def plot(rows: list[dict], png: Path, title: str = "") -> None:
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{title}  (dashed: 90% target)" if title else "dashed: 90% of copy bandwidth", fontsize=10)
+    fig.suptitle(f"{title}  ({timing_txt}; dashed: 90% target)" if title
+                 else f"{timing_txt}; dashed: 90% of copy bandwidth", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
