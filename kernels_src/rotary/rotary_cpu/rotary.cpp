@@ -1,6 +1,9 @@
 // CPU implementation of the rotary position embedding: tokens (batch, seq)
 // are split across threads with at::parallel_for; each token's cos/sin row
 // is read once and applied to every head of q and k, in float32.
+// qk_norm_rotary does the same with each head row RMS-normalized first: the
+// row is converted to float32 once, into a per-thread buffer, so the norm and
+// the rotation read it from there and the output may be the input itself.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
@@ -8,6 +11,7 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -89,6 +93,90 @@ void rotary_typed(const RotaryArgs& a, T* q_out, T* k_out, const T* q,
   });
 }
 
+// One head row of qk_norm_rotary: y = x * rsqrt(mean(x^2) + eps) * w, then
+// rotated, kept in float32 from load to the single rounding at the store.
+template <typename T>
+inline void norm_rotate_row(T* out, const T* x, const float* w,
+                            const float* c, const float* s, float* y,
+                            int64_t d, float eps) {
+  const int64_t half = d / 2;
+  // Independent partial sums, as rms_norm's CPU kernel: they vectorize and
+  // keep a long row's float32 sum accurate.
+  constexpr int kLanes = 8;
+  float acc[kLanes] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t i0 = 0;
+  for (; i0 + kLanes <= d; i0 += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      y[i0 + j] = static_cast<float>(x[i0 + j]);
+      acc[j] += y[i0 + j] * y[i0 + j];
+    }
+  }
+  for (; i0 < d; ++i0) {
+    y[i0] = static_cast<float>(x[i0]);
+    acc[0] += y[i0] * y[i0];
+  }
+  float ss = 0.f;
+  for (int j = 0; j < kLanes; ++j) {
+    ss += acc[j];
+  }
+  const float inv_rms = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
+  for (int64_t i = 0; i < d; ++i) {
+    y[i] = y[i] * inv_rms * w[i];
+  }
+  for (int64_t i = 0; i < half; ++i) {
+    out[i] = static_cast<T>(y[i] * c[i] - y[i + half] * s[i]);
+    out[i + half] = static_cast<T>(y[i + half] * c[i + half] + y[i] * s[i + half]);
+  }
+}
+
+template <typename T>
+void qk_norm_rotary_typed(const RotaryArgs& a, float eps, T* q_out, T* k_out,
+                          const T* q, const T* k, const T* qw, const T* kw,
+                          const T* cos, const T* sin) {
+  const int64_t d = a.head_dim;
+  const int64_t tokens = a.batch * a.seq;
+  const int64_t heads = a.q_heads + a.k_heads;
+  const int64_t grain =
+      std::max<int64_t>(1, 32768 / std::max<int64_t>(heads * d, 1));
+  std::vector<float> weights(static_cast<size_t>(2 * d));
+  for (int64_t i = 0; i < d; ++i) {
+    weights[i] = static_cast<float>(qw[i]);
+    weights[d + i] = static_cast<float>(kw[i]);
+  }
+  const float* fqw = weights.data();
+  const float* fkw = weights.data() + d;
+  at::parallel_for(0, tokens, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(static_cast<size_t>(3 * d));
+    float* c = buf.data();
+    float* s = buf.data() + d;
+    float* y = buf.data() + 2 * d;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t b = t / a.seq;
+      const int64_t p = t % a.seq;
+      const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
+      const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
+      for (int64_t i = 0; i < d; ++i) {
+        c[i] = static_cast<float>(crow[i]);
+        s[i] = static_cast<float>(srow[i]);
+      }
+      for (int64_t h = 0; h < a.q_heads; ++h) {
+        norm_rotate_row(q_out + b * a.q_out_stride[0] + h * a.q_out_stride[1] +
+                            p * a.q_out_stride[2],
+                        q + b * a.q_stride[0] + h * a.q_stride[1] +
+                            p * a.q_stride[2],
+                        fqw, c, s, y, d, eps);
+      }
+      for (int64_t h = 0; h < a.k_heads; ++h) {
+        norm_rotate_row(k_out + b * a.k_out_stride[0] + h * a.k_out_stride[1] +
+                            p * a.k_out_stride[2],
+                        k + b * a.k_stride[0] + h * a.k_stride[1] +
+                            p * a.k_stride[2],
+                        fkw, c, s, y, d, eps);
+      }
+    }
+  });
+}
+
 template <typename T>
 void launch_typed(const RotaryArgs& a, at::Tensor& q_out, at::Tensor& k_out,
                   const at::Tensor& q, const at::Tensor& k,
@@ -96,6 +184,18 @@ void launch_typed(const RotaryArgs& a, at::Tensor& q_out, at::Tensor& k_out,
   rotary_typed<T>(a, q_out.data_ptr<T>(), k_out.data_ptr<T>(),
                   q.const_data_ptr<T>(), k.const_data_ptr<T>(),
                   cos.const_data_ptr<T>(), sin.const_data_ptr<T>());
+}
+
+template <typename T>
+void launch_norm_typed(const RotaryArgs& a, float eps, at::Tensor& q_out,
+                       at::Tensor& k_out, const at::Tensor& q,
+                       const at::Tensor& k, const at::Tensor& qw,
+                       const at::Tensor& kw, const at::Tensor& cos,
+                       const at::Tensor& sin) {
+  qk_norm_rotary_typed<T>(a, eps, q_out.data_ptr<T>(), k_out.data_ptr<T>(),
+                          q.const_data_ptr<T>(), k.const_data_ptr<T>(),
+                          qw.const_data_ptr<T>(), kw.const_data_ptr<T>(),
+                          cos.const_data_ptr<T>(), sin.const_data_ptr<T>());
 }
 
 }  // namespace
@@ -116,6 +216,29 @@ KB_ROT_HIDDEN void launch_rotary(const RotaryArgs& args, at::Tensor& q_out,
       break;
     default:
       TORCH_CHECK(false, "rotary: unsupported dtype ", q.scalar_type());
+  }
+}
+
+KB_ROT_HIDDEN void launch_qk_norm_rotary(
+    const RotaryArgs& args, float eps, at::Tensor& q_out, at::Tensor& k_out,
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& q_weight,
+    const at::Tensor& k_weight, const at::Tensor& cos, const at::Tensor& sin) {
+  switch (q.scalar_type()) {
+    case at::kFloat:
+      launch_norm_typed<float>(args, eps, q_out, k_out, q, k, q_weight,
+                               k_weight, cos, sin);
+      break;
+    case at::kHalf:
+      launch_norm_typed<c10::Half>(args, eps, q_out, k_out, q, k, q_weight,
+                                   k_weight, cos, sin);
+      break;
+    case at::kBFloat16:
+      launch_norm_typed<c10::BFloat16>(args, eps, q_out, k_out, q, k,
+                                       q_weight, k_weight, cos, sin);
+      break;
+    default:
+      TORCH_CHECK(false, "qk_norm_rotary: unsupported dtype ",
+                  q.scalar_type());
   }
 }
 

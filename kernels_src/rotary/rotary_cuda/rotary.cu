@@ -12,6 +12,14 @@
 // be the input itself. Packs move up to 16 bytes; the width is chosen at
 // launch from the alignment of every pointer and stride and from
 // head_dim/2, falling back to one element.
+//
+// qk_norm_rotary (Qwen3's q_norm / k_norm, then the rotation) needs the sum
+// of squares of a whole head row before it can rotate any pack of it; the row
+// is spread over a group of threads that hold it in registers and combine
+// their partial sums with warp shuffles, so q and k are still read and
+// written once (qk_norm_rotary_kernel). Rows too long for one group's
+// registers take qk_norm_rotary_rows_kernel, which re-reads the row from
+// cache after the reduction.
 #include <ATen/ATen.h>
 // c10/cuda/CUDAStream.h gives the same current stream as
 // at::cuda::getCurrentCUDAStream() without ATen/cuda/CUDAContext.h, which
@@ -390,6 +398,259 @@ void launch_dtype(const RotaryArgs& a, at::Tensor& q_out, at::Tensor& k_out,
                   cos.const_data_ptr<T>(), sin.const_data_ptr<T>(), stream);
 }
 
+
+// ---------------------------------------------------------------------------
+// qk_norm_rotary
+// ---------------------------------------------------------------------------
+
+// Sum over the G lanes of an aligned group (G a power of two <= 32). Every
+// lane of the warp must take part (the mask is the full warp), so the kernels
+// below keep out-of-range threads alive with zero partial sums.
+__device__ __forceinline__ float group_sum(float v, int G) {
+  for (int o = G / 2; o > 0; o >>= 1) {
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  }
+  return v;
+}
+
+// Normalizes one pack pair of a head row (a1 at off, a2 at off + half, in
+// float32) with the row's inv_rms and its weight packs, rotates it and stores
+// both halves at o; one rounding, at the store.
+template <typename T, int N>
+__device__ __forceinline__ void norm_rotate_store(
+    const float (&a1)[N], const float (&a2)[N], float inv_rms,
+    const Vec<T, N>& w1, const Vec<T, N>& w2, const Vec<T, N>& c1,
+    const Vec<T, N>& c2, const Vec<T, N>& s1, const Vec<T, N>& s2, T* o,
+    int64_t off, int64_t half) {
+  float fw1[N], fw2[N], fc1[N], fc2[N], fs1[N], fs2[N], o1[N], o2[N];
+  w1.to_float(fw1);
+  w2.to_float(fw2);
+  c1.to_float(fc1);
+  c2.to_float(fc2);
+  s1.to_float(fs1);
+  s2.to_float(fs2);
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const float y1 = a1[j] * inv_rms * fw1[j];
+    const float y2 = a2[j] * inv_rms * fw2[j];
+    o1[j] = y1 * fc1[j] - y2 * fs1[j];
+    o2[j] = y2 * fc2[j] + y1 * fs2[j];
+  }
+  Vec<T, N> v1, v2;
+  v1.from_float(o1);
+  v2.from_float(o2);
+  v1.store(o + off);
+  v2.store(o + off + half);
+}
+
+// One thread per (head row, pack of the first half of head_dim), as
+// rotary_flat_kernel, with the G >= npacks threads of a row forming an
+// aligned group of the warp (G a power of two, threads past npacks idle):
+// each holds its two packs in registers while the group reduces the row's
+// sum of squares, so the row is read once. Rows are numbered heads fastest
+// within a token (q heads, then k heads).
+template <typename T, int N>
+__global__ void __launch_bounds__(256)
+    qk_norm_rotary_kernel(T* q_out, T* k_out, const T* q, const T* k,
+                          const T* __restrict__ qw, const T* __restrict__ kw,
+                          const T* __restrict__ cos, const T* __restrict__ sin,
+                          RotaryArgs a, float eps, uint32_t npacks,
+                          uint32_t log2g, uint32_t heads, uint32_t rows) {
+  const uint32_t g = blockIdx.x * blockDim.x + threadIdx.x;
+  const uint32_t pk = g & ((1u << log2g) - 1u);
+  const uint32_t row = g >> log2g;
+  const bool active = row < rows && pk < npacks;
+  const int64_t half = a.head_dim / 2;
+  const int64_t off = static_cast<int64_t>(pk) * N;
+  const int64_t h = row % heads;
+  const int64_t t = row / heads;
+  const int64_t b = t / a.seq;
+  const int64_t p = t - b * a.seq;
+  const bool is_q = h < a.q_heads;
+  float a1[N], a2[N];
+  float ss = 0.0f;
+  Vec<T, N> x1, x2;
+  if (active) {
+    const T* x = is_q ? q + b * a.q_stride[0] + p * a.q_stride[2] +
+                            h * a.q_stride[1]
+                      : k + b * a.k_stride[0] + p * a.k_stride[2] +
+                            (h - a.q_heads) * a.k_stride[1];
+    x1.load(x + off);
+    x2.load(x + off + half);
+    x1.to_float(a1);
+    x2.to_float(a2);
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      ss += a1[j] * a1[j] + a2[j] * a2[j];
+    }
+  }
+  ss = group_sum(ss, 1 << log2g);
+  if (!active) {
+    return;
+  }
+  const float inv_rms = rsqrtf(ss / static_cast<float>(a.head_dim) + eps);
+  const T* w = is_q ? qw : kw;
+  T* o = is_q ? q_out + b * a.q_out_stride[0] + p * a.q_out_stride[2] +
+                    h * a.q_out_stride[1]
+              : k_out + b * a.k_out_stride[0] + p * a.k_out_stride[2] +
+                    (h - a.q_heads) * a.k_out_stride[1];
+  const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
+  const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
+  Vec<T, N> w1, w2, c1, c2, s1, s2;
+  w1.load(w + off);
+  w2.load(w + off + half);
+  c1.load(crow + off);
+  c2.load(crow + off + half);
+  s1.load(srow + off);
+  s2.load(srow + off + half);
+  norm_rotate_store<T, N>(a1, a2, inv_rms, w1, w2, c1, c2, s1, s2, o, off,
+                          half);
+}
+
+// Rows of more than 32 packs (head_dim above 512 in bf16, or scalar packs
+// from misaligned tensors): one warp per row, a first loop for the sum of
+// squares and a second that re-reads the row (from L1/L2) to normalize,
+// rotate and store it. Each pack belongs to one lane in both loops, so the
+// output may be the input itself.
+template <typename T, int N>
+__global__ void __launch_bounds__(256)
+    qk_norm_rotary_rows_kernel(T* q_out, T* k_out, const T* q, const T* k,
+                               const T* __restrict__ qw,
+                               const T* __restrict__ kw,
+                               const T* __restrict__ cos,
+                               const T* __restrict__ sin, RotaryArgs a,
+                               float eps, int64_t rows) {
+  const int64_t half = a.head_dim / 2;
+  const int64_t npacks = half / N;
+  const int64_t heads = a.q_heads + a.k_heads;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  const int lane = threadIdx.x % 32;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) +
+                     threadIdx.x / 32;
+       row < rows; row += warps) {
+    const int64_t h = row % heads;
+    const int64_t t = row / heads;
+    const int64_t b = t / a.seq;
+    const int64_t p = t - b * a.seq;
+    const bool is_q = h < a.q_heads;
+    const T* x = is_q ? q + b * a.q_stride[0] + p * a.q_stride[2] +
+                            h * a.q_stride[1]
+                      : k + b * a.k_stride[0] + p * a.k_stride[2] +
+                            (h - a.q_heads) * a.k_stride[1];
+    T* o = is_q ? q_out + b * a.q_out_stride[0] + p * a.q_out_stride[2] +
+                      h * a.q_out_stride[1]
+                : k_out + b * a.k_out_stride[0] + p * a.k_out_stride[2] +
+                      (h - a.q_heads) * a.k_out_stride[1];
+    const T* w = is_q ? qw : kw;
+    const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
+    const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
+    float ss = 0.0f;
+    for (int64_t pk = lane; pk < npacks; pk += 32) {
+      Vec<T, N> x1, x2;
+      float a1[N], a2[N];
+      x1.load(x + pk * N);
+      x2.load(x + pk * N + half);
+      x1.to_float(a1);
+      x2.to_float(a2);
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        ss += a1[j] * a1[j] + a2[j] * a2[j];
+      }
+    }
+    ss = group_sum(ss, 32);
+    const float inv_rms = rsqrtf(ss / static_cast<float>(a.head_dim) + eps);
+    for (int64_t pk = lane; pk < npacks; pk += 32) {
+      const int64_t off = pk * N;
+      Vec<T, N> x1, x2, w1, w2, c1, c2, s1, s2;
+      float a1[N], a2[N];
+      x1.load(x + off);
+      x2.load(x + off + half);
+      w1.load(w + off);
+      w2.load(w + off + half);
+      c1.load(crow + off);
+      c2.load(crow + off + half);
+      s1.load(srow + off);
+      s2.load(srow + off + half);
+      x1.to_float(a1);
+      x2.to_float(a2);
+      norm_rotate_store<T, N>(a1, a2, inv_rms, w1, w2, c1, c2, s1, s2, o, off,
+                              half);
+    }
+  }
+}
+
+constexpr int64_t kMaxGroup = 32;  // threads of one row in qk_norm_rotary_kernel
+
+template <typename T, int N>
+void launch_norm_n(const RotaryArgs& a, float eps, T* q_out, T* k_out,
+                   const T* q, const T* k, const T* qw, const T* kw,
+                   const T* cos, const T* sin, cudaStream_t stream) {
+  const int64_t npacks = a.head_dim / 2 / N;
+  const int64_t heads = a.q_heads + a.k_heads;
+  const int64_t rows = a.batch * a.seq * heads;
+  uint32_t log2g = 0;
+  while ((int64_t{1} << log2g) < npacks) {
+    ++log2g;
+  }
+  const int64_t total = rows << log2g;
+  if (npacks <= kMaxGroup && total <= 0xffffffffLL - kThreads) {
+    const auto blocks = static_cast<unsigned>((total + kThreads - 1) / kThreads);
+    qk_norm_rotary_kernel<T, N><<<blocks, kThreads, 0, stream>>>(
+        q_out, k_out, q, k, qw, kw, cos, sin, a, eps,
+        static_cast<uint32_t>(npacks), log2g, static_cast<uint32_t>(heads),
+        static_cast<uint32_t>(rows));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
+  const int64_t per_block = kThreads / 32;
+  const int64_t blocks =
+      std::min<int64_t>((rows + per_block - 1) / per_block, 0x7fffffff);
+  qk_norm_rotary_rows_kernel<T, N><<<static_cast<unsigned>(blocks), kThreads,
+                                     0, stream>>>(q_out, k_out, q, k, qw, kw,
+                                                  cos, sin, a, eps, rows);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename T>
+void launch_norm_dtype(const RotaryArgs& a, float eps, at::Tensor& q_out,
+                       at::Tensor& k_out, const at::Tensor& q,
+                       const at::Tensor& k, const at::Tensor& qw,
+                       const at::Tensor& kw, const at::Tensor& cos,
+                       const at::Tensor& sin, cudaStream_t stream) {
+  T* qo = q_out.data_ptr<T>();
+  T* ko = k_out.data_ptr<T>();
+  const T* qp = q.const_data_ptr<T>();
+  const T* kp = k.const_data_ptr<T>();
+  const T* qwp = qw.const_data_ptr<T>();
+  const T* kwp = kw.const_data_ptr<T>();
+  const T* cp = cos.const_data_ptr<T>();
+  const T* sp = sin.const_data_ptr<T>();
+  const int n = pick_pack<T>(
+      {qo, ko, qp, kp, qwp, kwp, cp, sp},
+      {a.head_dim / 2, a.q_stride[0], a.q_stride[1], a.q_stride[2],
+       a.k_stride[0], a.k_stride[1], a.k_stride[2], a.q_out_stride[0],
+       a.q_out_stride[1], a.q_out_stride[2], a.k_out_stride[0],
+       a.k_out_stride[1], a.k_out_stride[2], a.cos_stride[0],
+       a.cos_stride[1], a.sin_stride[0], a.sin_stride[1]});
+  constexpr int kMax = static_cast<int>(16 / sizeof(T));
+  switch (n) {
+    case kMax:
+      launch_norm_n<T, kMax>(a, eps, qo, ko, qp, kp, qwp, kwp, cp, sp, stream);
+      break;
+    case kMax / 2:
+      launch_norm_n<T, kMax / 2>(a, eps, qo, ko, qp, kp, qwp, kwp, cp, sp,
+                                 stream);
+      break;
+    case kMax / 4:
+      launch_norm_n<T, kMax / 4>(a, eps, qo, ko, qp, kp, qwp, kwp, cp, sp,
+                                 stream);
+      break;
+    default:  // one element at a time (only reachable for 16-bit types)
+      launch_norm_n<T, 1>(a, eps, qo, ko, qp, kp, qwp, kwp, cp, sp, stream);
+      break;
+  }
+}
+
 }  // namespace
 
 KB_ROT_HIDDEN void launch_rotary(const RotaryArgs& args, at::Tensor& q_out,
@@ -410,6 +671,31 @@ KB_ROT_HIDDEN void launch_rotary(const RotaryArgs& args, at::Tensor& q_out,
       break;
     default:
       TORCH_CHECK(false, "rotary: unsupported dtype ", q.scalar_type());
+  }
+}
+
+KB_ROT_HIDDEN void launch_qk_norm_rotary(
+    const RotaryArgs& args, float eps, at::Tensor& q_out, at::Tensor& k_out,
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& q_weight,
+    const at::Tensor& k_weight, const at::Tensor& cos, const at::Tensor& sin) {
+  const c10::cuda::CUDAGuard device_guard(q.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  switch (q.scalar_type()) {
+    case at::kFloat:
+      launch_norm_dtype<float>(args, eps, q_out, k_out, q, k, q_weight,
+                               k_weight, cos, sin, stream);
+      break;
+    case at::kHalf:
+      launch_norm_dtype<c10::Half>(args, eps, q_out, k_out, q, k, q_weight,
+                                   k_weight, cos, sin, stream);
+      break;
+    case at::kBFloat16:
+      launch_norm_dtype<c10::BFloat16>(args, eps, q_out, k_out, q, k,
+                                       q_weight, k_weight, cos, sin, stream);
+      break;
+    default:
+      TORCH_CHECK(false, "qk_norm_rotary: unsupported dtype ",
+                  q.scalar_type());
   }
 }
 

@@ -15,6 +15,13 @@
 // dimension; the other dimensions may have any strides (e.g. q as the
 // transpose of a [batch, seq, heads, head_dim] projection). Outputs may be
 // the inputs themselves (q_out is q, k_out is k) for in-place use.
+//
+// qk_norm_rotary fuses Qwen3's q_norm / k_norm into the same pass: each head
+// row x (head_dim elements) is first replaced by
+//   x * rsqrt(mean(x^2) + eps) * weight     (q_weight for q, k_weight for k)
+// and then rotated as above, all in float32 with one rounding at the end
+// (the unfused rms_norm + apply_rotary rounds the normalized row twice on the
+// way; the fused result is closer to float64, a few ulp from theirs).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -33,6 +40,12 @@
 KB_ROT_HIDDEN void apply_rotary(at::Tensor& q_out, at::Tensor& k_out,
                                 const at::Tensor& q, const at::Tensor& k,
                                 const at::Tensor& cos, const at::Tensor& sin);
+KB_ROT_HIDDEN void qk_norm_rotary(at::Tensor& q_out, at::Tensor& k_out,
+                                  const at::Tensor& q, const at::Tensor& k,
+                                  const at::Tensor& q_weight,
+                                  const at::Tensor& k_weight,
+                                  const at::Tensor& cos, const at::Tensor& sin,
+                                  double eps);
 
 // ---------------------------------------------------------------------------
 // Backend interface: implemented once per backend (rotary_cpu/*.cpp,
@@ -63,5 +76,11 @@ KB_ROT_HIDDEN void launch_rotary(const RotaryArgs& args, at::Tensor& q_out,
                                  at::Tensor& k_out, const at::Tensor& q,
                                  const at::Tensor& k, const at::Tensor& cos,
                                  const at::Tensor& sin);
+
+// q_weight / k_weight: [head_dim], contiguous, of q's dtype.
+KB_ROT_HIDDEN void launch_qk_norm_rotary(
+    const RotaryArgs& args, float eps, at::Tensor& q_out, at::Tensor& k_out,
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& q_weight,
+    const at::Tensor& k_weight, const at::Tensor& cos, const at::Tensor& sin);
 
 }  // namespace kb_rotary

@@ -14,6 +14,13 @@ be float32, float16 or bfloat16, all of one dtype, with an even ``head_dim``
 and stride 1 in the last dimension; other dimensions may be strided (``q`` is
 usually the transpose of a ``[batch, seq, heads, head_dim]`` projection).
 q and k are processed in one pass (one kernel launch on CUDA).
+
+``qk_norm_rotary`` fuses Qwen3's attention prologue: each head of ``q`` and
+``k`` is RMS-normalized over ``head_dim`` with its weight (``q_norm`` /
+``k_norm``: ``x * rsqrt(mean(x^2) + eps) * weight``) and then rotated as
+above, in the same single pass, in float32 with one rounding (the unfused
+sequence rounds the normalized heads to the input dtype first, so 16-bit
+results can differ from it by a few ulp and are closer to float64).
 """
 
 import torch
@@ -21,7 +28,7 @@ import torch
 from . import layers
 from ._ops import add_op_namespace_prefix, ops
 
-__all__ = ["apply_rotary", "apply_rotary_pos_emb", "layers"]
+__all__ = ["apply_rotary", "apply_rotary_pos_emb", "layers", "qk_norm_rotary", "qk_norm_rotary_pos_emb"]
 
 
 def apply_rotary(
@@ -62,8 +69,49 @@ def apply_rotary_pos_emb(
     return q_out, k_out
 
 
-# Fake (meta) implementation so the op traces under torch.compile. The op
-# only mutates its output arguments and returns nothing.
+def qk_norm_rotary(
+    q_out: torch.Tensor,
+    k_out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RMSNorm each head of ``q`` / ``k`` with ``q_weight`` / ``k_weight`` (``[head_dim]``, of q's
+    dtype), then rotate; writes ``q_out`` and ``k_out`` and returns them.
+
+    Layouts and rules as :func:`apply_rotary`; ``q_out=q, k_out=k`` works in place.
+    """
+    ops.qk_norm_rotary(q_out, k_out, q, k, q_weight, k_weight, cos, sin, float(eps))
+    return q_out, k_out
+
+
+def qk_norm_rotary_pos_emb(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``apply_rotary_pos_emb(q_norm(q), k_norm(k), cos, sin)`` in one pass; new tensors laid out like q and k."""
+    q_out = torch.empty_like(q)
+    k_out = torch.empty_like(k)
+    ops.qk_norm_rotary(q_out, k_out, q, k, q_weight, k_weight, cos, sin, float(eps))
+    return q_out, k_out
+
+
+# Fake (meta) implementations so the ops trace under torch.compile. The ops
+# only mutate their output arguments and return nothing.
 @torch.library.register_fake(add_op_namespace_prefix("apply_rotary"))
 def _apply_rotary_fake(q_out, k_out, q, k, cos, sin) -> None:
+    return None
+
+
+@torch.library.register_fake(add_op_namespace_prefix("qk_norm_rotary"))
+def _qk_norm_rotary_fake(q_out, k_out, q, k, q_weight, k_weight, cos, sin, eps) -> None:
     return None
