@@ -14,7 +14,28 @@ default mapping uses for ``"rotary_pos_emb"``.
 
 Inputs the kernel does not take (autograd, mixed dtypes, odd head_dim,
 unsupported unsqueeze_dim or shapes) go through the same math in torch.
+
+``Qwen3QKNormRotaryAttention`` is the fused prologue (``qk_norm_rotary``) as a
+forward for transformers' ``Qwen3Attention``. No transformers hook spans both
+steps: ``q_norm`` / ``k_norm`` are separate ``"RMSNorm"`` modules called on the
+projections, and ``"rotary_pos_emb"`` receives q and k already normalized and
+rounded, without the norm weights. The only place that sees the projections,
+both weights and cos/sin together is the attention forward, which transformers
+does not decorate; register it with kernels' hook for third-party layers::
+
+    from kernels import replace_kernel_forward_from_hub
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3Attention
+    replace_kernel_forward_from_hub(Qwen3Attention, "Qwen3Attention")
+    # then map "Qwen3Attention" to this layer and kernelize as usual
+
+The forward is transformers' (5.17-5.22) ``Qwen3Attention.forward`` with the
+norms and the rotation fused; the attention dispatch, the cache update and the
+fallbacks use the model file's own functions, so it follows the model's
+attention implementation. A different transformers ``Qwen3Attention.forward``
+would need this copy updated: that is the price of this hook.
 """
+
+import sys
 
 import torch
 import torch.nn as nn
@@ -96,4 +117,89 @@ class ApplyRotaryPosEmb(nn.Module):
 
 apply_rotary_transformers = ApplyRotaryPosEmb
 
-__all__ = ["ApplyRotaryPosEmb", "apply_rotary_transformers"]
+
+def _norm_rotary_fits(q, k, q_norm, k_norm, cos, sin) -> bool:
+    qw, kw = getattr(q_norm, "weight", None), getattr(k_norm, "weight", None)
+    eps = getattr(q_norm, "variance_epsilon", None)
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, cos, sin, qw, kw)):
+        return False
+    if eps is None or eps != getattr(k_norm, "variance_epsilon", None):
+        return False
+    if q.dim() != 4 or k.dim() != 4 or cos.dim() != 3 or sin.shape != cos.shape:
+        return False
+    if q.dtype not in _SUPPORTED or not (q.dtype == k.dtype == cos.dtype == sin.dtype == qw.dtype == kw.dtype):
+        return False
+    if not (q.device == k.device == cos.device == sin.device == qw.device == kw.device):
+        return False
+    batch, _, seq, head_dim = q.shape
+    if head_dim % 2 or k.shape[0] != batch or k.shape[2] != seq or k.shape[3] != head_dim:
+        return False
+    if cos.shape[0] not in (batch, 1) or cos.shape[1] != seq or cos.shape[2] != head_dim:
+        return False
+    if qw.shape != (head_dim,) or kw.shape != (head_dim,):
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, cos, sin, qw, kw)))
+
+
+def _qk_norm_rotary(q, k, q_norm, k_norm, cos, sin, rotary_fallback):
+    """q/k: [batch, heads, seq, head_dim] views of the [batch, seq, heads, head_dim] projections."""
+    if not _norm_rotary_fits(q, k, q_norm, k_norm, cos, sin):
+        # The model's own modules and rotary function (which may themselves be
+        # kernelized): RMSNorm over head_dim does not care about the transpose.
+        return rotary_fallback(q_norm(q), k_norm(k), cos, sin)
+    # Outputs laid out as transformers' elementwise rotary leaves them (the
+    # transpose of a dense [batch, seq, heads, head_dim]): sdpa and the cache
+    # see the same strides as without the kernel.
+    q_out = torch.empty_like(q.transpose(1, 2), memory_format=torch.contiguous_format).transpose(1, 2)
+    k_out = torch.empty_like(k.transpose(1, 2), memory_format=torch.contiguous_format).transpose(1, 2)
+    ops.qk_norm_rotary(
+        q_out, k_out, _last_dim_contiguous(q), _last_dim_contiguous(k), q_norm.weight, k_norm.weight,
+        _last_dim_contiguous(cos), _last_dim_contiguous(sin), float(q_norm.variance_epsilon),
+    )
+    return q_out, k_out
+
+
+class Qwen3QKNormRotaryAttention(nn.Module):
+    """``Qwen3Attention.forward`` with ``q_norm``, ``k_norm`` and the rotation in one kernel."""
+
+    has_backward = False
+    can_torch_compile = True
+
+    def forward(self, hidden_states, position_embeddings, attention_mask, past_key_values=None, **kwargs):
+        # The module defining the attention class (modeling_qwen3): its
+        # attention registry, eager attention and rotary function.
+        model = sys.modules[type(self).__module__]
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        cos, sin = position_embeddings
+        query_states, key_states = _qk_norm_rotary(
+            query_states, key_states, self.q_norm, self.k_norm, cos, sin, model.apply_rotary_pos_emb
+        )
+
+        if past_key_values is not None:
+            key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+
+        attention_interface = model.ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, model.eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            sliding_window=self.sliding_window,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        attn_output = self.o_proj(attn_output)
+        return attn_output, attn_weights
+
+
+__all__ = ["ApplyRotaryPosEmb", "Qwen3QKNormRotaryAttention", "apply_rotary_transformers"]
