@@ -363,7 +363,14 @@ def _qwen3_torch(q, k, qw, kw, cos, sin, eps=EPS):
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
         return w * h.to(x.dtype)
-    return _transformers(norm(q, qw), norm(k, kw), cos, sin)
+
+    # apply_rotary_pos_emb's math written out rather than called: a transformers that finds no kernels
+    # version it supports (5.17 with kernels 0.17) leaves the function undecorated, without `forward`.
+    def rotate(x):
+        h = x.shape[-1] // 2
+        c, s = cos.unsqueeze(1), sin.unsqueeze(1)
+        return x * c + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * s
+    return rotate(norm(q, qw)), rotate(norm(k, kw))
 
 
 def _check_qkn(q, k, qw, kw, cos, sin, q_out, k_out, eps=EPS):
@@ -619,7 +626,9 @@ def test_qwen3_attention_layer_fallbacks(rotary):
     cos, sin = _cos_sin(1, 5, 16, torch.float32)
     from transformers.models.qwen3 import modeling_qwen3
 
-    rot = type(modeling_qwen3.apply_rotary_pos_emb).forward.__get__(modeling_qwen3.apply_rotary_pos_emb)
+    rot = modeling_qwen3.apply_rotary_pos_emb
+    if isinstance(rot, torch.nn.Module):  # decorated: call transformers' math, not a kernelized forward
+        rot = type(rot).forward.__get__(rot)
     with torch.no_grad():
         exp = rot(attn.q_norm(q), attn.k_norm(k), cos, sin)
         fused = layers._qk_norm_rotary(q, k, attn.q_norm, attn.k_norm, cos, sin, rot)
