@@ -53,19 +53,24 @@ inline void rotate_row(T* out, const T* x, const float* c, const float* s,
   }
 }
 
-template <typename T>
-void rotary_typed(const RotaryArgs& a, T* q_out, T* k_out, const T* q,
-                  const T* k, const T* cos, const T* sin) {
+// Splits the tokens across threads and calls row(out, x, c, s, scratch, is_k)
+// for every head row of q, then of k, of each token, with c and s its cos/sin
+// rows in float32 (read once per token) and scratch a per-thread buffer of
+// `scratch` floats.
+template <typename T, typename Row>
+void for_each_head_row(const RotaryArgs& a, T* q_out, T* k_out, const T* q,
+                       const T* k, const T* cos, const T* sin,
+                       int64_t scratch, Row row) {
   const int64_t d = a.head_dim;
-  const int64_t half = d / 2;
   const int64_t tokens = a.batch * a.seq;
   const int64_t heads = a.q_heads + a.k_heads;
   const int64_t grain =
       std::max<int64_t>(1, 32768 / std::max<int64_t>(heads * d, 1));
   at::parallel_for(0, tokens, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> cs(static_cast<size_t>(2 * d));
-    float* c = cs.data();
-    float* s = cs.data() + d;
+    std::vector<float> buf(static_cast<size_t>(2 * d + scratch));
+    float* c = buf.data();
+    float* s = buf.data() + d;
+    float* y = buf.data() + 2 * d;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / a.seq;
       const int64_t p = t % a.seq;
@@ -75,22 +80,27 @@ void rotary_typed(const RotaryArgs& a, T* q_out, T* k_out, const T* q,
         c[i] = static_cast<float>(crow[i]);
         s[i] = static_cast<float>(srow[i]);
       }
-      for (int64_t h = 0; h < a.q_heads; ++h) {
-        rotate_row(q_out + b * a.q_out_stride[0] + h * a.q_out_stride[1] +
-                       p * a.q_out_stride[2],
-                   q + b * a.q_stride[0] + h * a.q_stride[1] +
-                       p * a.q_stride[2],
-                   c, s, half);
-      }
-      for (int64_t h = 0; h < a.k_heads; ++h) {
-        rotate_row(k_out + b * a.k_out_stride[0] + h * a.k_out_stride[1] +
-                       p * a.k_out_stride[2],
-                   k + b * a.k_stride[0] + h * a.k_stride[1] +
-                       p * a.k_stride[2],
-                   c, s, half);
-      }
+      const auto heads_of = [&](T* out, const T* x, const int64_t* out_stride,
+                                const int64_t* stride, int64_t n, bool is_k) {
+        for (int64_t h = 0; h < n; ++h) {
+          row(out + b * out_stride[0] + h * out_stride[1] + p * out_stride[2],
+              x + b * stride[0] + h * stride[1] + p * stride[2], c, s, y,
+              is_k);
+        }
+      };
+      heads_of(q_out, q, a.q_out_stride, a.q_stride, a.q_heads, false);
+      heads_of(k_out, k, a.k_out_stride, a.k_stride, a.k_heads, true);
     }
   });
+}
+
+template <typename T>
+void rotary_typed(const RotaryArgs& a, T* q_out, T* k_out, const T* q,
+                  const T* k, const T* cos, const T* sin) {
+  const int64_t half = a.head_dim / 2;
+  for_each_head_row(a, q_out, k_out, q, k, cos, sin, 0,
+                    [&](T* out, const T* x, const float* c, const float* s,
+                        float*, bool) { rotate_row(out, x, c, s, half); });
 }
 
 // One head row of qk_norm_rotary: y = x * rsqrt(mean(x^2) + eps) * w, then
@@ -134,10 +144,6 @@ void qk_norm_rotary_typed(const RotaryArgs& a, float eps, T* q_out, T* k_out,
                           const T* q, const T* k, const T* qw, const T* kw,
                           const T* cos, const T* sin) {
   const int64_t d = a.head_dim;
-  const int64_t tokens = a.batch * a.seq;
-  const int64_t heads = a.q_heads + a.k_heads;
-  const int64_t grain =
-      std::max<int64_t>(1, 32768 / std::max<int64_t>(heads * d, 1));
   std::vector<float> weights(static_cast<size_t>(2 * d));
   for (int64_t i = 0; i < d; ++i) {
     weights[i] = static_cast<float>(qw[i]);
@@ -145,36 +151,13 @@ void qk_norm_rotary_typed(const RotaryArgs& a, float eps, T* q_out, T* k_out,
   }
   const float* fqw = weights.data();
   const float* fkw = weights.data() + d;
-  at::parallel_for(0, tokens, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(static_cast<size_t>(3 * d));
-    float* c = buf.data();
-    float* s = buf.data() + d;
-    float* y = buf.data() + 2 * d;
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t b = t / a.seq;
-      const int64_t p = t % a.seq;
-      const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
-      const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
-      for (int64_t i = 0; i < d; ++i) {
-        c[i] = static_cast<float>(crow[i]);
-        s[i] = static_cast<float>(srow[i]);
-      }
-      for (int64_t h = 0; h < a.q_heads; ++h) {
-        norm_rotate_row(q_out + b * a.q_out_stride[0] + h * a.q_out_stride[1] +
-                            p * a.q_out_stride[2],
-                        q + b * a.q_stride[0] + h * a.q_stride[1] +
-                            p * a.q_stride[2],
-                        fqw, c, s, y, d, eps);
-      }
-      for (int64_t h = 0; h < a.k_heads; ++h) {
-        norm_rotate_row(k_out + b * a.k_out_stride[0] + h * a.k_out_stride[1] +
-                            p * a.k_out_stride[2],
-                        k + b * a.k_stride[0] + h * a.k_stride[1] +
-                            p * a.k_stride[2],
-                        fkw, c, s, y, d, eps);
-      }
-    }
-  });
+  // The scratch holds the normalized row, so out may be x itself.
+  for_each_head_row(a, q_out, k_out, q, k, cos, sin, d,
+                    [&](T* out, const T* x, const float* c, const float* s,
+                        float* y, bool is_k) {
+                      norm_rotate_row(out, x, is_k ? fkw : fqw, c, s, y, d,
+                                      eps);
+                    });
 }
 
 template <typename T>

@@ -321,6 +321,19 @@ int pick_pack(std::initializer_list<const void*> ptrs,
   return 1;
 }
 
+// pick_pack over the given pointers and every extent/stride of a launch.
+template <typename T>
+int pick_args_pack(const RotaryArgs& a,
+                   std::initializer_list<const void*> ptrs) {
+  return pick_pack<T>(
+      ptrs,
+      {a.head_dim / 2, a.q_stride[0], a.q_stride[1], a.q_stride[2],
+       a.k_stride[0], a.k_stride[1], a.k_stride[2], a.q_out_stride[0],
+       a.q_out_stride[1], a.q_out_stride[2], a.k_out_stride[0],
+       a.k_out_stride[1], a.k_out_stride[2], a.cos_stride[0],
+       a.cos_stride[1], a.sin_stride[0], a.sin_stride[1]});
+}
+
 constexpr int kThreads = 256;  // __launch_bounds__ of the kernel
 
 template <typename T, int N>
@@ -364,13 +377,7 @@ template <typename T>
 void launch_typed(const RotaryArgs& a, T* q_out, T* k_out, const T* q,
                   const T* k, const T* cos, const T* sin,
                   cudaStream_t stream) {
-  const int n = pick_pack<T>(
-      {q_out, k_out, q, k, cos, sin},
-      {a.head_dim / 2, a.q_stride[0], a.q_stride[1], a.q_stride[2],
-       a.k_stride[0], a.k_stride[1], a.k_stride[2], a.q_out_stride[0],
-       a.q_out_stride[1], a.q_out_stride[2], a.k_out_stride[0],
-       a.k_out_stride[1], a.k_out_stride[2], a.cos_stride[0],
-       a.cos_stride[1], a.sin_stride[0], a.sin_stride[1]});
+  const int n = pick_args_pack<T>(a, {q_out, k_out, q, k, cos, sin});
   constexpr int kMax = static_cast<int>(16 / sizeof(T));
   switch (n) {
     case kMax:
@@ -403,6 +410,49 @@ void launch_dtype(const RotaryArgs& a, at::Tensor& q_out, at::Tensor& k_out,
 // qk_norm_rotary
 // ---------------------------------------------------------------------------
 
+// The fused kernels' addressing: the same arithmetic as rotary_flat_kernel,
+// which keeps its own inline copy because routing it through these helpers
+// changes that kernel's generated code (scheduling and registers).
+
+// Batch and position of token t (tokens run batch-major).
+struct TokenPos {
+  int64_t b;
+  int64_t p;
+};
+
+__device__ __forceinline__ TokenPos token_pos(int64_t t, int64_t seq) {
+  const int64_t b = t / seq;
+  return {b, t - b * seq};
+}
+
+// The cos or sin row of a token.
+template <typename T>
+__device__ __forceinline__ const T* token_row(const T* x,
+                                              const int64_t (&stride)[2],
+                                              TokenPos tp) {
+  return x + tp.b * stride[0] + tp.p * stride[1];
+}
+
+// Row of head h of a token, q heads first, then k heads. Each side of the
+// select is a whole address: selecting a pointer into the parameter arrays
+// instead would force a local-memory copy of the arguments.
+template <typename T>
+__device__ __forceinline__ T* head_row(T* q, T* k, const int64_t (&qs)[3],
+                                       const int64_t (&ks)[3], int64_t q_heads,
+                                       TokenPos tp, int64_t h) {
+  return h < q_heads ? q + tp.b * qs[0] + tp.p * qs[2] + h * qs[1]
+                     : k + tp.b * ks[0] + tp.p * ks[2] + (h - q_heads) * ks[1];
+}
+
+// The pack at off and its rotation partner at off + half.
+template <typename T, int N>
+__device__ __forceinline__ void load_halves(Vec<T, N>& v1, Vec<T, N>& v2,
+                                            const T* row, int64_t off,
+                                            int64_t half) {
+  v1.load(row + off);
+  v2.load(row + off + half);
+}
+
 // Sum over the G lanes of an aligned group (G a power of two <= 32). Every
 // lane of the warp must take part (the mask is the full warp), so the kernels
 // below keep out-of-range threads alive with zero partial sums.
@@ -413,15 +463,33 @@ __device__ __forceinline__ float group_sum(float v, int G) {
   return v;
 }
 
+// Loads a head row's pack pair at off as float32 and adds its squares to ss.
+template <typename T, int N>
+__device__ __forceinline__ void load_squares(const T* x, int64_t off,
+                                             int64_t half, float (&a1)[N],
+                                             float (&a2)[N], float& ss) {
+  Vec<T, N> x1, x2;
+  load_halves(x1, x2, x, off, half);
+  x1.to_float(a1);
+  x2.to_float(a2);
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    ss += a1[j] * a1[j] + a2[j] * a2[j];
+  }
+}
+
 // Normalizes one pack pair of a head row (a1 at off, a2 at off + half, in
-// float32) with the row's inv_rms and its weight packs, rotates it and stores
-// both halves at o; one rounding, at the store.
+// float32) with the row's inv_rms and the weight packs of w, rotates it with
+// the cos/sin packs of the token's rows and stores both halves at o; one
+// rounding, at the store.
 template <typename T, int N>
 __device__ __forceinline__ void norm_rotate_store(
-    const float (&a1)[N], const float (&a2)[N], float inv_rms,
-    const Vec<T, N>& w1, const Vec<T, N>& w2, const Vec<T, N>& c1,
-    const Vec<T, N>& c2, const Vec<T, N>& s1, const Vec<T, N>& s2, T* o,
-    int64_t off, int64_t half) {
+    const float (&a1)[N], const float (&a2)[N], float inv_rms, const T* w,
+    const T* crow, const T* srow, T* o, int64_t off, int64_t half) {
+  Vec<T, N> w1, w2, c1, c2, s1, s2;
+  load_halves(w1, w2, w, off, half);
+  load_halves(c1, c2, crow, off, half);
+  load_halves(s1, s2, srow, off, half);
   float fw1[N], fw2[N], fc1[N], fc2[N], fs1[N], fs2[N], o1[N], o2[N];
   w1.to_float(fw1);
   w2.to_float(fw2);
@@ -463,48 +531,23 @@ __global__ void __launch_bounds__(256)
   const int64_t half = a.head_dim / 2;
   const int64_t off = static_cast<int64_t>(pk) * N;
   const int64_t h = row % heads;
-  const int64_t t = row / heads;
-  const int64_t b = t / a.seq;
-  const int64_t p = t - b * a.seq;
-  const bool is_q = h < a.q_heads;
+  const TokenPos tp = token_pos(row / heads, a.seq);
   float a1[N], a2[N];
   float ss = 0.0f;
-  Vec<T, N> x1, x2;
   if (active) {
-    const T* x = is_q ? q + b * a.q_stride[0] + p * a.q_stride[2] +
-                            h * a.q_stride[1]
-                      : k + b * a.k_stride[0] + p * a.k_stride[2] +
-                            (h - a.q_heads) * a.k_stride[1];
-    x1.load(x + off);
-    x2.load(x + off + half);
-    x1.to_float(a1);
-    x2.to_float(a2);
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      ss += a1[j] * a1[j] + a2[j] * a2[j];
-    }
+    load_squares<T, N>(head_row(q, k, a.q_stride, a.k_stride, a.q_heads, tp, h),
+                       off, half, a1, a2, ss);
   }
   ss = group_sum(ss, 1 << log2g);
   if (!active) {
     return;
   }
   const float inv_rms = rsqrtf(ss / static_cast<float>(a.head_dim) + eps);
-  const T* w = is_q ? qw : kw;
-  T* o = is_q ? q_out + b * a.q_out_stride[0] + p * a.q_out_stride[2] +
-                    h * a.q_out_stride[1]
-              : k_out + b * a.k_out_stride[0] + p * a.k_out_stride[2] +
-                    (h - a.q_heads) * a.k_out_stride[1];
-  const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
-  const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
-  Vec<T, N> w1, w2, c1, c2, s1, s2;
-  w1.load(w + off);
-  w2.load(w + off + half);
-  c1.load(crow + off);
-  c2.load(crow + off + half);
-  s1.load(srow + off);
-  s2.load(srow + off + half);
-  norm_rotate_store<T, N>(a1, a2, inv_rms, w1, w2, c1, c2, s1, s2, o, off,
-                          half);
+  norm_rotate_store<T, N>(
+      a1, a2, inv_rms, h < a.q_heads ? qw : kw,
+      token_row(cos, a.cos_stride, tp), token_row(sin, a.sin_stride, tp),
+      head_row(q_out, k_out, a.q_out_stride, a.k_out_stride, a.q_heads, tp, h),
+      off, half);
 }
 
 // Rows of more than 32 packs (head_dim above 512 in bf16, or scalar packs
@@ -529,52 +572,28 @@ __global__ void __launch_bounds__(256)
                      threadIdx.x / 32;
        row < rows; row += warps) {
     const int64_t h = row % heads;
-    const int64_t t = row / heads;
-    const int64_t b = t / a.seq;
-    const int64_t p = t - b * a.seq;
-    const bool is_q = h < a.q_heads;
-    const T* x = is_q ? q + b * a.q_stride[0] + p * a.q_stride[2] +
-                            h * a.q_stride[1]
-                      : k + b * a.k_stride[0] + p * a.k_stride[2] +
-                            (h - a.q_heads) * a.k_stride[1];
-    T* o = is_q ? q_out + b * a.q_out_stride[0] + p * a.q_out_stride[2] +
-                      h * a.q_out_stride[1]
-                : k_out + b * a.k_out_stride[0] + p * a.k_out_stride[2] +
-                      (h - a.q_heads) * a.k_out_stride[1];
-    const T* w = is_q ? qw : kw;
-    const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
-    const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
+    const TokenPos tp = token_pos(row / heads, a.seq);
+    const T* x = head_row(q, k, a.q_stride, a.k_stride, a.q_heads, tp, h);
+    T* o = head_row(q_out, k_out, a.q_out_stride, a.k_out_stride, a.q_heads,
+                    tp, h);
+    const T* w = h < a.q_heads ? qw : kw;
+    const T* crow = token_row(cos, a.cos_stride, tp);
+    const T* srow = token_row(sin, a.sin_stride, tp);
     float ss = 0.0f;
     for (int64_t pk = lane; pk < npacks; pk += 32) {
-      Vec<T, N> x1, x2;
       float a1[N], a2[N];
-      x1.load(x + pk * N);
-      x2.load(x + pk * N + half);
-      x1.to_float(a1);
-      x2.to_float(a2);
-#pragma unroll
-      for (int j = 0; j < N; ++j) {
-        ss += a1[j] * a1[j] + a2[j] * a2[j];
-      }
+      load_squares<T, N>(x, pk * N, half, a1, a2, ss);
     }
     ss = group_sum(ss, 32);
     const float inv_rms = rsqrtf(ss / static_cast<float>(a.head_dim) + eps);
     for (int64_t pk = lane; pk < npacks; pk += 32) {
       const int64_t off = pk * N;
-      Vec<T, N> x1, x2, w1, w2, c1, c2, s1, s2;
+      Vec<T, N> x1, x2;
       float a1[N], a2[N];
-      x1.load(x + off);
-      x2.load(x + off + half);
-      w1.load(w + off);
-      w2.load(w + off + half);
-      c1.load(crow + off);
-      c2.load(crow + off + half);
-      s1.load(srow + off);
-      s2.load(srow + off + half);
+      load_halves(x1, x2, x, off, half);
       x1.to_float(a1);
       x2.to_float(a2);
-      norm_rotate_store<T, N>(a1, a2, inv_rms, w1, w2, c1, c2, s1, s2, o, off,
-                              half);
+      norm_rotate_store<T, N>(a1, a2, inv_rms, w, crow, srow, o, off, half);
     }
   }
 }
@@ -625,13 +644,7 @@ void launch_norm_dtype(const RotaryArgs& a, float eps, at::Tensor& q_out,
   const T* kwp = kw.const_data_ptr<T>();
   const T* cp = cos.const_data_ptr<T>();
   const T* sp = sin.const_data_ptr<T>();
-  const int n = pick_pack<T>(
-      {qo, ko, qp, kp, qwp, kwp, cp, sp},
-      {a.head_dim / 2, a.q_stride[0], a.q_stride[1], a.q_stride[2],
-       a.k_stride[0], a.k_stride[1], a.k_stride[2], a.q_out_stride[0],
-       a.q_out_stride[1], a.q_out_stride[2], a.k_out_stride[0],
-       a.k_out_stride[1], a.k_out_stride[2], a.cos_stride[0],
-       a.cos_stride[1], a.sin_stride[0], a.sin_stride[1]});
+  const int n = pick_args_pack<T>(a, {qo, ko, qp, kp, qwp, kwp, cp, sp});
   constexpr int kMax = static_cast<int>(16 / sizeof(T));
   switch (n) {
     case kMax:

@@ -99,10 +99,7 @@ def qk_norm_rotary_pos_emb(
     eps: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``apply_rotary_pos_emb(q_norm(q), k_norm(k), cos, sin)`` in one pass; new tensors laid out like q and k."""
-    q_out = torch.empty_like(q)
-    k_out = torch.empty_like(k)
-    ops.qk_norm_rotary(q_out, k_out, q, k, q_weight, k_weight, cos, sin, float(eps))
-    return q_out, k_out
+    return qk_norm_rotary(torch.empty_like(q), torch.empty_like(k), q, k, q_weight, k_weight, cos, sin, eps)
 
 
 # Fake (meta) implementations so the ops trace under torch.compile. The ops
