@@ -28,11 +28,12 @@ does not decorate; register it with kernels' hook for third-party layers::
     replace_kernel_forward_from_hub(Qwen3Attention, "Qwen3Attention")
     # then map "Qwen3Attention" to this layer and kernelize as usual
 
-The forward is transformers' (5.17-5.22) ``Qwen3Attention.forward`` with the
-norms and the rotation fused; the attention dispatch, the cache update and the
-fallbacks use the model file's own functions, so it follows the model's
-attention implementation. A different transformers ``Qwen3Attention.forward``
-would need this copy updated: that is the price of this hook.
+The forward does what transformers' (5.17-5.22) ``Qwen3Attention.forward`` does
+(project, normalize and rotate q and k, update the cache, attend, project out)
+with the norms and the rotation fused; the attention dispatch, the cache update
+and the fallbacks use the model file's own functions, so it follows the model's
+attention implementation. A transformers release whose attention forward does
+more would need this one to follow: that is the price of this hook.
 """
 
 import sys
@@ -166,40 +167,26 @@ class Qwen3QKNormRotaryAttention(nn.Module):
     can_torch_compile = True
 
     def forward(self, hidden_states, position_embeddings, attention_mask, past_key_values=None, **kwargs):
-        # The module defining the attention class (modeling_qwen3): its
-        # attention registry, eager attention and rotary function.
-        model = sys.modules[type(self).__module__]
-        input_shape = hidden_states.shape[:-1]
-        hidden_shape = (*input_shape, -1, self.head_dim)
-        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        # Runs as a method of the model's own Qwen3Attention (kernelize swaps the forward, not the module), so
+        # the projections, norms, config and layer index are the model's. Its defining module (modeling_qwen3)
+        # supplies the attention registry, the eager attention and the unfused rotary for the fallback.
+        model_file = sys.modules[type(self).__module__]
+        lead = hidden_states.shape[:-1]
 
+        def heads(proj):  # [*lead, hidden] -> [batch, heads, seq, head_dim], a view of the projection
+            return proj(hidden_states).view(*lead, -1, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.q_proj), heads(self.k_proj), heads(self.v_proj)
         cos, sin = position_embeddings
-        query_states, key_states = _qk_norm_rotary(
-            query_states, key_states, self.q_norm, self.k_norm, cos, sin, model.apply_rotary_pos_emb
-        )
-
+        q, k = _qk_norm_rotary(q, k, self.q_norm, self.k_norm, cos, sin, model_file.apply_rotary_pos_emb)
         if past_key_values is not None:
-            key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
-
-        attention_interface = model.ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, model.eager_attention_forward
-        )
-        attn_output, attn_weights = attention_interface(
-            self,
-            query_states,
-            key_states,
-            value_states,
-            attention_mask,
-            dropout=0.0 if not self.training else self.attention_dropout,
-            scaling=self.scaling,
-            sliding_window=self.sliding_window,
-            **kwargs,
-        )
-        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        attn_output = self.o_proj(attn_output)
-        return attn_output, attn_weights
+            k, v = past_key_values.update(k, v, self.layer_idx)
+        attend = model_file.ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
+                                                                  model_file.eager_attention_forward)
+        dropout = self.attention_dropout if self.training else 0.0
+        out, weights = attend(self, q, k, v, attention_mask, dropout=dropout, scaling=self.scaling,
+                              sliding_window=self.sliding_window, **kwargs)
+        return self.o_proj(out.reshape(*lead, -1).contiguous()), weights
 
 
 __all__ = ["ApplyRotaryPosEmb", "Qwen3QKNormRotaryAttention", "apply_rotary_transformers"]
