@@ -10,7 +10,7 @@ compare the JSON files::
     python scripts/ab_gated.py --compare old.json new.json [old2.json new2.json ...]
 
 Timing: the inputs rotate over 64 buffer sets (small shapes, as bench_kernels.py's small section) or 2
-(8192x14336: each set is larger than the L2); a graph holds enough calls for ~3 ms of GPU work and the median
+(8192x14336: each set is larger than the L2); bench_kernels.py's graph timer: a graph holds ~3 ms of GPU work, the median
 of 21 replays is divided by the calls. Outputs: random inputs drawn on the device from a fixed seed (so both
 builds see the same bytes), outputs poisoned with NaN before the call, then hashed (sha256 of the raw bytes).
 Without CUDA the timing is the CPU wall clock (a smoke test of this script only).
@@ -23,10 +23,12 @@ import hashlib
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_kernels import Timer, graph_calls  # noqa: E402
 
 OPS = ("silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -50,48 +52,13 @@ def _inputs(tokens, hidden, dtype, device, seed, strided=False):
     return x[:, : 2 * hidden] if strided else x
 
 
-def graph_us(fns, device, calls_target_us=3000.0, replays=21):
-    if not device.startswith("cuda"):
-        times = []
-        for i in range(10):
-            t0 = time.perf_counter()
-            fns[i % len(fns)]()
-            times.append((time.perf_counter() - t0) * 1e6)
-        return statistics.median(times)
-    # rough per-call GPU time, to size the graph
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for fn in fns:
-        fn()
-    torch.cuda.synchronize()
-    s.record()
-    for fn in fns:
-        fn()
-    e.record()
-    torch.cuda.synchronize()
-    est = max(0.5, s.elapsed_time(e) * 1e3 / len(fns))
-    calls = max(len(fns), min(4096, int(calls_target_us / est)))
-    graph = torch.cuda.CUDAGraph()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for fn in fns:
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    with torch.cuda.graph(graph):
-        for i in range(calls):
-            fns[i % len(fns)]()
-    for _ in range(3):
-        graph.replay()
-    torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(replays)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(replays)]
-    for i in range(replays):
-        starts[i].record()
-        graph.replay()
-        ends[i].record()
-    torch.cuda.synchronize()
-    return statistics.median(a.elapsed_time(b) * 1e3 for a, b in zip(starts, ends)) / calls
+def graph_us(fns, device, replays=21):
+    """bench_kernels' graph timer, sized from a plain-launch estimate (the CPU clock without CUDA)."""
+    timer = Timer(device)
+    plain = timer.median_us(fns, warmup=len(fns), iters=max(10, len(fns)))
+    if not timer.cuda:
+        return plain
+    return timer.graph_median_us(fns, replays=replays, calls=graph_calls(len(fns), plain))
 
 
 def run(build_dir: Path, device: str, rounds: int) -> dict:

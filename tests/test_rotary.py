@@ -158,15 +158,20 @@ def test_random_shapes(rotary, seed):
         _check(q, k, cos, sin, *rotary.apply_rotary_pos_emb(q, k, cos, sin))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_strided_layouts(rotary, dtype):
-    b, s, qh, kh, d = 2, 11, 8, 2, 64
-    g = _gen(7)
-    # q/k/v sliced out of one fused projection: neither dense nor contiguous.
+def _fused_projection_qk(g, b, s, qh, kh, d, dtype):
+    """q and k sliced out of one fused qkv projection: neither dense nor contiguous."""
     qkv = torch.randn(b, s, (qh + 2 * kh) * d, generator=g).to(dtype=dtype, device=DEVICE)
     q = qkv[..., : qh * d].view(b, s, qh, d).transpose(1, 2)
     k = qkv[..., qh * d : (qh + kh) * d].view(b, s, kh, d).transpose(1, 2)
     assert not q.is_contiguous() and not k.is_contiguous()
+    return q, k
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_strided_layouts(rotary, dtype):
+    b, s, qh, kh, d = 2, 11, 8, 2, 64
+    g = _gen(7)
+    q, k = _fused_projection_qk(g, b, s, qh, kh, d, dtype)
     cos, sin = _cos_sin(b, s, d, dtype)
     _check(q, k, cos, sin, *rotary.apply_rotary_pos_emb(q, k, cos, sin))
     # cos/sin shared over the batch: [1, s, d] and an expanded [b, s, d].
@@ -427,11 +432,7 @@ def test_qk_norm_rotary_random_shapes(rotary, seed):
 def test_qk_norm_rotary_strided_layouts(rotary, dtype):
     b, s, qh, kh, d = 2, 11, 7, 3, 128
     g = _gen(8)
-    # q/k sliced out of one fused projection: neither dense nor contiguous.
-    qkv = torch.randn(b, s, (qh + 2 * kh) * d, generator=g).to(dtype=dtype, device=DEVICE)
-    q = qkv[..., : qh * d].view(b, s, qh, d).transpose(1, 2)
-    k = qkv[..., qh * d : (qh + kh) * d].view(b, s, kh, d).transpose(1, 2)
-    assert not q.is_contiguous() and not k.is_contiguous()
+    q, k = _fused_projection_qk(g, b, s, qh, kh, d, dtype)
     cos, sin = _cos_sin(b, s, d, dtype)
     qw, kw = _weights(d, dtype)
     _check_qkn(q, k, qw, kw, cos, sin, *rotary.qk_norm_rotary_pos_emb(q, k, qw, kw, cos, sin, EPS))
