@@ -322,8 +322,7 @@ def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tup
                 if problem:
                     r.fail(f"{prefix}.src", problem, s)
             if not any(impl.compiles(s) for s in src):
-                r.fail(f"{prefix}.src", getattr(impl, "no_source_problem", "names no source file to compile "
-                                                "(only headers)"), list(src))
+                r.fail(f"{prefix}.src", impl.no_source_problem, list(src))
             options = impl.read_kernel(r, prefix, t)
         else:
             options = {k: r.str_list(t, k, prefix) for k in sorted(allowed - COMMON_KERNEL_KEYS) if k in t}

@@ -20,7 +20,7 @@ from .host import Host
 from .options import BuildOptions
 from .project import Kernel, Project
 from .render import render, template_dir
-from .variants import Variant, noarch
+from .variants import Variant, major_minor as _vt, noarch
 
 PY_LIMITED_API = "0x03090000"  # the contract's abi3 floor (Python 3.9); torch's own default is 3.10
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -36,10 +36,6 @@ class Selection:
     kernels: tuple[Kernel, ...] = ()
     notes: list[str] = field(default_factory=list)
     deps: dict[str, list[deps.Dependency]] = field(default_factory=dict)  # kernel name -> its header deps
-
-
-def _vt(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split(".")[:2])
 
 
 def select(project: Project, host: Host | None, options: BuildOptions) -> list[Selection]:

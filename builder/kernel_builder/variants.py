@@ -129,6 +129,11 @@ def backend_string(family: str, version: str | tuple[int, int] | None = None) ->
     return f"{spelling.prefix}{maj}{mnr}"
 
 
+def major_minor(version: str) -> tuple[int, ...]:
+    """"13.0" -> (13, 0), "2.11.0" -> (2, 11): how torch, CUDA and capability versions are compared."""
+    return tuple(int(x) for x in version.split(".")[:2])
+
+
 def noarch(family: str) -> Variant:
     """The pure-Python variant of a family: torch-cpu, torch-cuda, torch-npu (cann), ..."""
     return Variant("noarch", FAMILIES[family].noarch)

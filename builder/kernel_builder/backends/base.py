@@ -25,13 +25,15 @@ class Backend(Protocol):
     general_keys: frozenset[str]  # keys of [general.<family>] beyond python-depends / kernel-depends
     row_keys: frozenset[str]  # keys of its [[env]] rows in matrix.toml beyond the common ones
     scaffold: tuple[str, str] | None  # `init`: (kernel source path with {module}, template), None: not offered
+    no_source_problem: str  # the error when a kernel's src lists nothing `compiles` accepts
 
     # --- build.toml ---
     def source_problem(self, rel: str) -> str | None:
         """Why `rel` may not be listed in a kernel's src (None: it may)."""
 
     def compiles(self, rel: str) -> bool:
-        """Whether `rel` is a source this backend compiles (a kernel needs at least one)."""
+        """Whether `rel` is a source this backend compiles (a kernel needs at least one; else
+        `no_source_problem`, the error naming kernel.<name>.src)."""
 
     def read_kernel(self, reader, prefix: str, table: dict) -> dict:
         """Kernel.options: this backend's keys of one [kernel.*] table, validated (reader.fail on error)."""
@@ -96,10 +98,6 @@ def compiled_variant(host: Host, backend: str) -> Variant:
     return Variant("torch", backend, host.torch_mm, host.cxx11_abi if host.os == "linux" else None, host.arch, host.os)
 
 
-def version_tuple(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split(".")[:2])
-
-
 class CppExtensionBackend:
     """Defaults for a backend compiled by torch.utils.cpp_extension: a subclass names its extension class
     (CppExtension, CUDAExtension), its defines and flags; every hook it does not need is a no-op here."""
@@ -111,6 +109,7 @@ class CppExtensionBackend:
     row_keys: frozenset[str] = frozenset()
     scaffold: tuple[str, str] | None = None
     allowed_suffixes = SOURCE_SUFFIXES | HEADER_SUFFIXES
+    no_source_problem = "names no source file to compile (only headers)"
 
     def source_problem(self, rel: str) -> str | None:
         if Path(rel).suffix not in self.allowed_suffixes:

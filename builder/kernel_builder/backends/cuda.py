@@ -13,8 +13,8 @@ from ..errors import UsageError
 from ..host import Host
 from ..options import BuildOptions
 from ..project import Kernel, Project
-from ..variants import Variant, backend_string
-from .base import CppExtensionBackend, compiled_variant, version_tuple
+from ..variants import Variant, backend_string, major_minor as version_tuple
+from .base import CppExtensionBackend, compiled_variant
 
 CAPABILITY_RE = re.compile(r"^(\d+)\.(\d+)([af]?)(\+PTX)?$")
 # Where the toolkit lives inside every matrix image (the Dockerfile makes this path).
@@ -34,10 +34,6 @@ UNDO_TORCH_NVCC_DEFINES = ["-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CON
                            "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
 
 
-def _vt(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split(".")[:2])
-
-
 @functools.lru_cache(maxsize=None)
 def supported_codes(nvcc: str) -> frozenset[str]:
     """The sm_XY codes this nvcc can emit (`nvcc --list-gpu-code`): probed, not assumed."""
@@ -53,7 +49,7 @@ def _code(cap: str) -> tuple[str, str, bool]:
 
 def capabilities(kernel: Kernel | None, host: Host, restrict: list[str] | None = None) -> tuple[list[str], list[str]]:
     """(capabilities to build, notes about dropped ones). The highest plain capability also gets PTX."""
-    nvcc_mm = _vt(host.nvcc_version)
+    nvcc_mm = version_tuple(host.nvcc_version)
     default = next(caps for mm, caps in DEFAULT_CAPABILITIES if nvcc_mm >= mm)
     declared = kernel.options.get("cuda-capabilities", ()) if kernel else ()
     wanted = list(declared) if declared else list(default)
@@ -70,7 +66,7 @@ def capabilities(kernel: Kernel | None, host: Host, restrict: list[str] | None =
     if keep and not any(c.endswith("+PTX") for c in keep):
         plain = [c for c in keep if not c[-1] in "af"]
         if plain:
-            top = max(plain, key=_vt)
+            top = max(plain, key=version_tuple)
             keep[keep.index(top)] = top + "+PTX"
     return keep, notes
 
@@ -188,7 +184,7 @@ class CUDA(CppExtensionBackend):
             for cap in capabilities(k, host, options.cuda_archs)[0]:
                 if cap not in seen:
                     seen.append(cap)
-        return sorted(seen, key=lambda c: (_vt(c.rstrip("+PTX").rstrip("af")), c))
+        return sorted(seen, key=lambda c: (version_tuple(c.rstrip("+PTX").rstrip("af")), c))
 
     def fallback_include_dirs(self, host: Host) -> list[str]:
         """Headers a pip-assembled toolkit lacks (cuBLAS, cuSPARSE, ...) from the CUDA wheels torch
