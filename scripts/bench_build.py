@@ -63,7 +63,7 @@ def main() -> int:
             env = dict(os.environ, KERNEL_BUILDER_CACHE=str(cache))
             results["kernel-builder cold"].append(timed(kb + ["build", proj, "--out", tmp / f"out{i}"], env))
             # the bare build compiles the same CPU sources with the same binding, in one extension
-            from kernel_builder.config import load_project
+            from kernel_builder.project.config import load_project
 
             project = load_project(proj)
             gen = next(cache.rglob("gen"))

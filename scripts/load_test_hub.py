@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "builder"))
 
 from huggingface_hub import HfApi  # noqa: E402
 
-from kernel_builder.serve import serve  # noqa: E402
-from kernel_builder.upload import upload  # noqa: E402
+from kernel_builder.hub.serve import serve  # noqa: E402
+from kernel_builder.hub.upload import upload  # noqa: E402
 
 TOKEN = "load-test-token"
 REPO_ID = "acme/load-relu"

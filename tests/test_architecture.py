@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_no_import_circle_anywhere_in_the_package():
     graph = import_graph()
-    assert "kernel_builder.plan" in graph and "kernel_builder.backends.cann" in graph
+    assert "kernel_builder.build.plan" in graph and "kernel_builder.backends.cann" in graph
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -80,14 +81,49 @@ def test_no_import_circle_anywhere_in_the_package():
 def test_planning_imports_nothing_that_acts():
     """plan.py decides; it must not reach the modules that build, run containers or talk to hubs."""
     graph = import_graph()
-    seen, todo = set(), ["kernel_builder.plan"]
+    seen, todo = set(), ["kernel_builder.build.plan"]
     while todo:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
             todo += graph[m]
-    for doer in ("staging", "compile", "containers", "engine", "images", "upload", "serve", "layout"):
+    doers = ["build.staging", "build.compile", "build.layout", "matrix.containers", "matrix.engine",
+             "matrix.images", "hub.upload", "hub.serve"]
+    for doer in doers:
+        assert f"kernel_builder.{doer}" in graph, f"kernel_builder.{doer} moved: update this test"
         assert f"kernel_builder.{doer}" not in seen, f"plan.py reaches kernel_builder.{doer}"
+
+
+# What each folder may not import (its __init__ docstring says the same in words).
+FORBIDDEN = {"project": ("matrix", "hub"), "backends": ("matrix", "hub"), "build": ("matrix", "hub"),
+             "matrix": ("hub",), "hub": ("matrix",)}
+
+
+def test_each_folder_imports_only_what_its_docstring_allows():
+    graph = import_graph()
+    broken = []
+    for module, imported in sorted(graph.items()):
+        folder = module.split(".")[1] if module.count(".") >= 1 else ""
+        for other in sorted(imported):
+            if other.count(".") >= 1 and other.split(".")[1] in FORBIDDEN.get(folder, ()):
+                broken.append(f"{module} imports {other}")
+    assert not broken, "\n".join(broken)
+    for folder in FORBIDDEN:
+        doc = ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text())) or ""
+        assert "May import" in doc, f"{folder}/__init__.py does not say what it may import"
+
+
+def test_every_verb_names_the_module_that_does_it():
+    """cli.py's docstring maps each verb to its module; a moved module must be renamed there too."""
+    from kernel_builder.cli import parser
+
+    doc = ast.get_docstring(ast.parse((PACKAGE / "cli.py").read_text()))
+    verbs = parser()._subparsers._group_actions[0].choices
+    for verb in verbs:
+        line = next((ln for ln in doc.splitlines() if ln.strip().startswith(verb + " ")), None)
+        assert line, f"cli.py's docstring does not map the verb {verb}"
+        for path in re.findall(r"[a-z_]+/[a-z_]+\.py|[a-z_]+/(?=\s|$|,)", line):
+            assert (PACKAGE / path).exists(), f"cli.py's docstring names {path} for {verb}: no such file"
 
 
 NAMES = set(FAMILIES) | set(NOARCH_BACKENDS)
@@ -232,13 +268,13 @@ def test_a_toy_backend_builds_a_variant_without_touching_another_module(tmp_path
     import subprocess
     import sys
 
-    from kernel_builder.check import check_tree
-    from kernel_builder.config import load_project
+    from kernel_builder.build.check import check_tree
+    from kernel_builder.project.config import load_project
     from kernel_builder.errors import ConfigError
-    from kernel_builder.host import detect
-    from kernel_builder.options import BuildOptions
-    from kernel_builder.plan import make_plan, select
-    from kernel_builder.staging import build_variant
+    from kernel_builder.build.host import detect
+    from kernel_builder.project.options import BuildOptions
+    from kernel_builder.build.plan import make_plan, select
+    from kernel_builder.build.staging import build_variant
 
     project = load_project(_toy_project(tmp_path / "toy"))
     assert project.kernels[0].options == {"rocm-archs": ("gfx942", "gfx90a"), "toy-factor": 3}
@@ -266,7 +302,7 @@ def test_a_toy_backend_builds_a_variant_without_touching_another_module(tmp_path
 
 
 def test_without_the_toy_rocm_tables_are_parsed_and_skipped(tmp_path):
-    from kernel_builder.config import load_project
+    from kernel_builder.project.config import load_project
 
     root = _toy_project(tmp_path / "toy")
     text = (root / "build.toml").read_text().replace("toy-factor = 3\n", "")
@@ -308,10 +344,10 @@ def test_list_variants_and_ci_plan_a_cutlass_kernel_without_fetching_it(tmp_path
 
 
 def test_make_plan_writes_nothing(tmp_path, private_cache):
-    from kernel_builder import matrix
-    from kernel_builder.config import load_project
-    from kernel_builder.options import BuildOptions
-    from kernel_builder.plan import make_plan, select
+    from kernel_builder.matrix import table as matrix
+    from kernel_builder.project.config import load_project
+    from kernel_builder.project.options import BuildOptions
+    from kernel_builder.build.plan import make_plan, select
 
     project = load_project(_activation_with_cutlass(tmp_path))
     env = next(e for e in matrix.load().envs if e.backend == "cuda")

@@ -133,7 +133,7 @@ def test_check_import_catches_broken_package(built, tmp_path):
     (v / "__init__.py").write_text("raise ImportError('boom')\n")
     # re-digest so only the import rule can fail
     meta = json.loads((v / "metadata.json").read_text())
-    from kernel_builder.layout import digest_dir
+    from kernel_builder.build.layout import digest_dir
 
     meta["digest"] = digest_dir(v)
     (v / "metadata.json").write_text(json.dumps(meta))
@@ -160,7 +160,7 @@ def test_cutlass_dependency_refused_with_its_name(tiny_project, tmp_path, privat
 
 
 def test_cutlass_from_an_include_dir(tmp_path, monkeypatch, private_cache):
-    from kernel_builder import deps
+    from kernel_builder.build import deps
     from kernel_builder.errors import ConfigError
 
     inc = tmp_path / "cutlass39" / "include"

@@ -20,10 +20,10 @@ from packaging.version import Version
 
 from kernel_builder.backends import cann_versions as cv
 from kernel_builder.backends import cann as cann_backend
-from kernel_builder.config import load_project
-from kernel_builder.options import BuildOptions
+from kernel_builder.project.config import load_project
+from kernel_builder.project.options import BuildOptions
 from kernel_builder.errors import ConfigError
-from kernel_builder.host import Host
+from kernel_builder.build.host import Host
 from kernel_builder.variants import parse as kb_parse
 
 HERE = Path(__file__).resolve().parent
@@ -355,7 +355,7 @@ def test_render_contents(tmp_path):
     assert "find_package(ASC REQUIRED)" in asc and f"project({EXT_ID} LANGUAGES ASC CXX)" in asc
     assert 'set(KB_NPU_ARCH "dav-2201"' in asc and "--npu-arch=${KB_NPU_ARCH}" in asc
     for text in (ascendc, m200, asc):
-        assert f'SUFFIX ".abi3.so"' in text and f'OUTPUT_NAME "{EXT_ID}"' in text
+        assert 'SUFFIX ".abi3.so"' in text and f'OUTPUT_NAME "{EXT_ID}"' in text
         assert "_GLIBCXX_USE_CXX11_ABI=1" in text and "_GLIBCXX_USE_CXX11_ABI=0" not in text
         assert "Py_LIMITED_API=0x03090000" in text and "-fno-gnu-unique" in text
         assert "${KB_TORCH_NPU_DIR}/include" in text and "torch_npu" in text

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from kernel_builder.backends import cann as cann_backend
-from kernel_builder.config import load_project
+from kernel_builder.project.config import load_project
 from kernel_builder.errors import EnvironmentProblem, UsageError
-from kernel_builder.render import render
+from kernel_builder.build.render import render
 from test_cann import STUB_ASCENDC_HELPERS
 
 HERE = Path(__file__).resolve().parent
@@ -62,7 +62,7 @@ def test_list_variants_without_cann_says_why(tmp_path, monkeypatch):
 
 
 def test_unavailable_reasons(tmp_path, monkeypatch):
-    from kernel_builder.host import Host
+    from kernel_builder.build.host import Host
 
     host = Host(python=sys.executable, torch_version="2.13.0+cpu", cxx11_abi=True, torch_cuda=None, nvcc=None,
                 nvcc_version=None, cuda_home=None, arch="x86_64", os="linux")
@@ -201,7 +201,7 @@ RMSNORM_HOST_BUILD = textwrap.dedent("""\
     import torch
     from torch.utils import cpp_extension
     sys.path.insert(0, sys.argv[3])
-    from kernel_builder.render import render
+    from kernel_builder.build.render import render
     gen, root, out = sys.argv[1], sys.argv[2], sys.argv[4]
     open(os.path.join(gen, "registration.h"), "w").write(render("registration.h.j2"))
     npu = os.path.dirname(find_spec("torch_npu").origin)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kernel_builder.backends import cuda
-from kernel_builder.config import Kernel
-from kernel_builder.host import Host, find_cuda
+from kernel_builder.project.config import Kernel
+from kernel_builder.build.host import Host, find_cuda
 
 NVCC, NVCC_VERSION, CUDA_HOME = find_cuda()
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc not found: capability selection is probed from nvcc")

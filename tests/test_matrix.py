@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import KERNELS_SRC, REPO, run_cli
-from kernel_builder import matrix
-from kernel_builder.config import load_project
+from kernel_builder.matrix import table as matrix
+from kernel_builder.project.config import load_project
 from kernel_builder.errors import ConfigError, UsageError
 
 MATRIX = matrix.load()
@@ -120,8 +120,7 @@ def test_list_variants_all_table():
 
 
 def test_image_tags_follow_their_inputs():
-    from kernel_builder import images
-
+    from kernel_builder.matrix import images
     img = MATRIX.images["torch213-cpu"]
     assert images.tag(img) == images.tag(img)
     other = matrix.load(base_override="local/debian:bookworm").images["torch213-cpu"]
@@ -131,8 +130,7 @@ def test_image_tags_follow_their_inputs():
 
 def test_served_pip_config_reaches_a_local_wheelhouse(tmp_path, monkeypatch):
     """The host's find-links directory is served on 127.0.0.1 and a real pip resolves from it."""
-    from kernel_builder import images
-
+    from kernel_builder.matrix import images
     house = tmp_path / "house"
     house.mkdir()
     wheel = _tiny_wheel(house)
@@ -162,7 +160,7 @@ def _tiny_wheel(where: Path) -> Path:
 
 
 def test_engine_errors_are_one_line():
-    from kernel_builder.engine import _explain, _last_error
+    from kernel_builder.matrix.engine import _explain, _last_error
 
     assert "daemon is not running" in _explain("docker", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
                                                "Is the docker daemon running?", "x")

@@ -23,9 +23,9 @@ os.environ.pop("HF_HUB_DISABLE_TELEMETRY", None)  # breaks every huggingface_hub
 import pytest  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 
-from kernel_builder.layout import digest_dir  # noqa: E402
-from kernel_builder.serve import HubApp, HubServer, serve  # noqa: E402
-from kernel_builder.upload import upload  # noqa: E402
+from kernel_builder.build.layout import digest_dir  # noqa: E402
+from kernel_builder.hub.serve import HubApp, HubServer, serve  # noqa: E402
+from kernel_builder.hub.upload import upload  # noqa: E402
 
 TOKEN = "tok-roundtrip-secret"
 ORG = "org"

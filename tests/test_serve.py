@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi  # noqa: E402
 from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
 
-from kernel_builder.serve import serve  # noqa: E402
+from kernel_builder.hub.serve import serve  # noqa: E402
 
 TOKEN = "tok-write-1"
 

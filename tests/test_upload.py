@@ -16,10 +16,10 @@ import pytest  # noqa: E402
 from huggingface_hub import CommitOperationAdd, HfApi  # noqa: E402
 
 from kernel_builder.errors import CheckFailed, UsageError  # noqa: E402
-from kernel_builder.hub_errors import HubAuthError, HubNetworkError, HubRepoNotFound  # noqa: E402
-from kernel_builder.mirror import mirror  # noqa: E402
-from kernel_builder.serve import serve  # noqa: E402
-from kernel_builder.upload import upload  # noqa: E402
+from kernel_builder.errors import HubAuthError, HubNetworkError, HubRepoNotFound  # noqa: E402
+from kernel_builder.hub.mirror import mirror  # noqa: E402
+from kernel_builder.hub.serve import serve  # noqa: E402
+from kernel_builder.hub.upload import upload  # noqa: E402
 
 from conftest import REPO, build_project  # noqa: E402
 
@@ -136,7 +136,7 @@ def _upload_in_subprocess(noarch, endpoint, tmp_path, token):
     env["HF_HOME"] = str(tmp_path / "empty-home")
     if token:
         env["HF_TOKEN"] = token
-    code = ("import sys\nfrom kernel_builder.upload import upload\nfrom kernel_builder.errors import KernelBuilderError\n"
+    code = ("import sys\nfrom kernel_builder.hub.upload import upload\nfrom kernel_builder.errors import KernelBuilderError\n"
             f"try:\n    upload({str(noarch / 'build')!r}, endpoint={endpoint!r})\n"
             "except KernelBuilderError as e:\n    print(type(e).__name__, e)\n    sys.exit(e.exit_code)\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -213,7 +213,7 @@ def test_untrusted_org_needs_trust_remote_code(noarch, tmp_path, monkeypatch):
 
 def test_command_line_options_and_batched_commits(noarch, hub, tmp_path, monkeypatch):
     """The argparse helpers the CLI wires, and a tree bigger than one commit: several commits, one result."""
-    from kernel_builder import upload as up
+    from kernel_builder.hub import upload as up
     from kernel_builder.cli import parser
 
     big = tmp_path / "big"

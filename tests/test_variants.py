@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from kernel_builder import backends, variants as V
-from kernel_builder.host import detect
+from kernel_builder.build.host import detect
 
 kv = pytest.importorskip("kernels.variants", reason="the kernels package is the oracle for variant names")
 

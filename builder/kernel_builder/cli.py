@@ -1,11 +1,16 @@
-"""`kernel-builder VERB ...`: wires each verb to the module that does the work, and nothing more.
+"""`kernel-builder VERB ...`: wires each verb to the folder that does the work, and nothing more.
 
-build -> plan.py (what) + staging.py (doing), backends/ (per family); --all: matrix.py + containers.py;
-list-variants -> plan.select / matrix.expand,
-images -> images.py (+ engine.py), ci -> ci.py, check -> check.py, init -> scaffold.py,
-upload -> upload.py, serve -> serve.py (+ hub_store.py), mirror -> mirror.py.
-Errors are typed (errors.py): one line on stderr, the class's exit code, never a traceback.
-"""
+build          build/plan.py (what) + build/staging.py (doing), backends/ (per family)
+build --all    matrix/table.py (which environments) + matrix/containers.py (one container each)
+list-variants  build/plan.py (this host), matrix/table.py (--all)
+images         matrix/images.py + matrix/engine.py
+ci             matrix/ci.py
+check          build/check.py
+init           project/scaffold.py
+upload         hub/upload.py
+serve          hub/serve.py + hub/store.py
+mirror         hub/mirror.py
+Errors are typed (errors.py): one line on stderr, the class's exit code; a traceback only with --debug."""
 
 from __future__ import annotations
 
@@ -16,12 +21,12 @@ from pathlib import Path
 
 from . import __version__
 from .errors import KernelBuilderError, UsageError
-from .options import BuildOptions
+from .project.options import BuildOptions
 
 
 def _project_and_host(directory: str):
-    from . import host as host_mod
-    from .config import load_project
+    from .build import host as host_mod
+    from .project.config import load_project
 
     project = load_project(Path(directory))
     for note in project.notes:
@@ -36,7 +41,7 @@ def _options(a) -> BuildOptions:
 
 
 def _matrix(a):
-    from . import matrix
+    from .matrix import table as matrix
 
     return matrix.load(Path(a.matrix) if a.matrix else None, a.base_image)
 
@@ -44,9 +49,9 @@ def _matrix(a):
 def cmd_build(a) -> int:
     if a.all:
         return cmd_build_all(a)
-    from .matrix import matches
-    from .plan import make_plan, select
-    from .staging import build_variant
+    from .matrix.table import matches
+    from .build.plan import make_plan, select
+    from .build.staging import build_variant
 
     t0 = time.monotonic()
     project, host = _project_and_host(a.directory)
@@ -83,9 +88,9 @@ def cmd_build(a) -> int:
 
 
 def cmd_build_all(a) -> int:
-    from . import containers, matrix
-    from .config import load_project
-    from .engine import Engine
+    from .matrix import containers, table as matrix
+    from .project.config import load_project
+    from .matrix.engine import Engine
 
     t0 = time.monotonic()
     project = load_project(Path(a.directory))
@@ -109,7 +114,7 @@ def cmd_build_all(a) -> int:
     if engine and not a.keep_going:
         # fail before building anything when an image cannot even be started: one line, not a table of
         # identical failures (with --keep-going the variants that can be built still are)
-        from . import images
+        from .matrix import images
 
         needed = {e.env.image.name: e.env.image for e in entries if e.env}.values()
         for base in dict.fromkeys(i.base for i in needed if not engine.image_exists(images.tag(i))):
@@ -128,7 +133,7 @@ def cmd_build_all(a) -> int:
 def cmd_list_variants(a) -> int:
     if a.all:
         return cmd_list_variants_all(a)
-    from .plan import select
+    from .build.plan import select
 
     project, host = _project_and_host(a.directory)
     print(f"host: torch {host.torch_version} (cxx11 ABI {host.cxx11_abi}, CUDA {host.torch_cuda or 'none'}), "
@@ -144,8 +149,8 @@ def cmd_list_variants(a) -> int:
 
 
 def cmd_list_variants_all(a) -> int:
-    from . import images, matrix
-    from .config import load_project
+    from .matrix import images, table as matrix
+    from .project.config import load_project
 
     project = load_project(Path(a.directory))
     m = _matrix(a)
@@ -166,8 +171,8 @@ def cmd_list_variants_all(a) -> int:
 
 
 def cmd_images(a) -> int:
-    from . import images
-    from .engine import Engine
+    from .matrix import images
+    from .matrix.engine import Engine
 
     engine = Engine(a.engine)
     engine.ping()
@@ -204,8 +209,8 @@ def cmd_images(a) -> int:
 
 
 def cmd_ci(a) -> int:
-    from .ci import github_workflow
-    from .config import load_project
+    from .matrix.ci import github_workflow
+    from .project.config import load_project
 
     project = load_project(Path(a.directory))
     text = github_workflow(project, _matrix(a), a.directory, a.install)
@@ -218,13 +223,13 @@ def cmd_ci(a) -> int:
 
 
 def cmd_check(a) -> int:
-    from .check import check_tree
+    from .build.check import check_tree
 
     return check_tree(Path(a.build_dir), import_check=not a.no_import, abi_check=not a.no_abi)
 
 
 def cmd_init(a) -> int:
-    from .scaffold import init_project
+    from .project.scaffold import init_project
 
     path = init_project(a.name, Path(a.dir) if a.dir else Path.cwd() / a.name, a.backends)
     print(f"created {path}: build it with `kernel-builder build {path}`, test it with `pytest {path}/tests`")

@@ -1,7 +1,15 @@
 """Typed fatal errors. The CLI maps each class to one exit code and prints one line, never a traceback.
 
-Exit codes: 2 = the user's input is wrong (build.toml, arguments); 3 = the environment cannot build
-(no compiler, no torch); 4 = a compile failed; 5 = a built tree failed `check`.
+Every exit code of the CLI is here:
+  0  done
+  1  an unexpected error (a bug: run `kernel-builder --debug VERB ...` for the traceback)
+  2  the user's input is wrong (build.toml, matrix.toml, arguments)
+  3  the environment cannot build (no compiler, no torch, no container engine, a tool timed out)
+  4  a compile failed
+  5  a built tree failed `check`
+  6  a hub refused (authentication, a missing repository, an HTTP error)
+  7  a hub could not be reached
+  130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -36,3 +44,21 @@ class CompileError(KernelBuilderError):
 
 class CheckFailed(KernelBuilderError):
     exit_code = 5
+
+
+class HubError(KernelBuilderError):
+    """A hub refused or could not be reached; nothing was changed by the failed call."""
+
+    exit_code = 6
+
+
+class HubAuthError(HubError):
+    """401/403: no token, a wrong token, or a token without write access to the namespace."""
+
+
+class HubRepoNotFound(HubError):
+    pass
+
+
+class HubNetworkError(HubError):
+    exit_code = 7

@@ -9,6 +9,8 @@ compares a backend name.
 This module imports no backend module: an entry names its module and `get` imports it on first use, so
 the format and naming layers below (config, variants) can ask the registry without an import circle, and a
 plug-in (or a test) can `register` a backend object of its own.
+May import: errors, settings, tools, variants, project (the typed project), build (host facts, the staging
+helpers a compile path uses, cache, render). Never matrix/ or hub/.
 """
 
 from __future__ import annotations

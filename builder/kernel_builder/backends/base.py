@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from .. import staging
-from ..host import Host, cxx_version
-from ..options import BuildOptions
-from ..project import HEADER_SUFFIXES, SOURCE_SUFFIXES, Kernel, Project
+from ..build import staging
+from ..build.host import Host, cxx_version
+from ..project.options import BuildOptions
+from ..project.model import HEADER_SUFFIXES, SOURCE_SUFFIXES, Kernel, Project
 from ..variants import Variant, backend_string
 
 

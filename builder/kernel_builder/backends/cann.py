@@ -42,13 +42,13 @@ import sysconfig
 from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 
-from .. import cache, staging
+from ..build import cache, staging
 from .cann_versions import (CANN_SRC_SUFFIXES, DEFAULT_SOC_VERSIONS, KNOWN_SOCS, SOC_ARCHS, CannVersionError,
                              cann_mm, compiled_variant, find_install_info, group_socs, npu_arch, read_install_info)
 from ..errors import CompileError, EnvironmentProblem, UsageError
-from ..host import Host, cxx_version
-from ..project import Kernel, Project
-from ..render import render
+from ..build.host import Host, cxx_version
+from ..project.model import Kernel, Project
+from ..build.render import render
 from ..tools import run_logged
 from ..variants import Variant
 from .base import CppExtensionBackend

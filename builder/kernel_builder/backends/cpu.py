@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..host import Host
-from ..project import HEADER_SUFFIXES, SOURCE_SUFFIXES
+from ..build.host import Host
+from ..project.model import HEADER_SUFFIXES, SOURCE_SUFFIXES
 from ..variants import Variant
 from .base import CppExtensionBackend
 

@@ -10,9 +10,9 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import UsageError
-from ..host import Host
-from ..options import BuildOptions
-from ..project import Kernel, Project
+from ..build.host import Host
+from ..project.options import BuildOptions
+from ..project.model import Kernel, Project
 from ..variants import Variant, backend_string, major_minor as version_tuple
 from .base import CppExtensionBackend, compiled_variant
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .hub_errors import translate
+from .translate import translate
 from .upload import token_from_env, upload
 
 

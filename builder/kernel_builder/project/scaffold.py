@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import backends
+from .. import backends
 from .config import NAME_RE
-from .errors import UsageError
-from .render import render
+from ..errors import UsageError
+from ..build.render import render
 
 
 def init_project(name: str, dest: Path, families: list[str]) -> Path:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache
-from .errors import ConfigError, EnvironmentProblem
+from ..errors import ConfigError, EnvironmentProblem
 
 # depends entry -> nvidia-cutlass release on PyPI carrying that CUTLASS's headers.
 PINNED_CUTLASS = {"cutlass_3_5": "3.5.1.0", "cutlass_3_6": "3.6.0.0", "cutlass_3_8": "3.8.0.0"}

@@ -20,7 +20,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from . import cache
-from .errors import EnvironmentProblem
+from ..errors import EnvironmentProblem
 
 _PROBE = r"""
 import json, torch

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EnvironmentProblem
+from ..errors import EnvironmentProblem
 
 # Paths inside every build container.
 SRC, OUT, KB, CACHE, CCACHE = "/src", "/out", "/opt/kernel-builder", "/cache", "/ccache"

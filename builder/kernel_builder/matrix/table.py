@@ -14,13 +14,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import backends
-from .errors import ConfigError, UsageError
-from .host import Host
-from .options import BuildOptions
-from .plan import select
-from .project import Project
-from .variants import Variant
+from .. import backends
+from ..errors import ConfigError, UsageError
+from ..build.host import Host
+from ..project.options import BuildOptions
+from ..build.plan import select
+from ..project.model import Project
+from ..variants import Variant
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -244,6 +244,6 @@ def pick(entries: list[Entry], patterns: list[str] | None) -> list[Entry]:
 
 def platform(arch: str) -> str | None:
     """The engine's --platform for an environment of another CPU arch (emulated: needs binfmt/qemu)."""
-    from .host import machine
+    from ..build.host import machine
 
     return None if arch == machine() else {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[arch]

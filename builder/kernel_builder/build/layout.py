@@ -15,9 +15,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import __version__
-from .project import Project
-from .errors import UsageError
+from .. import PACKAGE_DIR, __version__
+from ..project.model import Project
+from ..errors import UsageError
 
 EXCLUDED_TOP = {"metadata.json", "metadata.json.sigstore"}
 
@@ -79,7 +79,7 @@ def provenance(project: Project) -> dict:
     if given:
         return json.loads(given)
     kb = {"version": __version__}
-    kb_git = git_status(Path(__file__).resolve().parent)
+    kb_git = git_status(PACKAGE_DIR)
     if kb_git:
         kb.update(kb_git)
     prov = {"kernel-builder": kb}

@@ -20,10 +20,10 @@ import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import cache
+from ..build import cache
 from .engine import Engine, host_ca_bundle
-from .matrix import Image
-from .render import template_dir
+from .table import Image
+from ..build.render import template_dir
 
 LABEL = "org.kernel-builder.image"
 INPUTS_LABEL = "org.kernel-builder.inputs"

@@ -17,11 +17,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from . import backends
-from .errors import ConfigError
-from .project import (COMMON_KERNEL_KEYS, SOURCE_SUFFIXES, General, Hub,  # noqa: F401 (re-exported)
+from .. import backends
+from ..errors import ConfigError
+from .model import (COMMON_KERNEL_KEYS, SOURCE_SUFFIXES, General, Hub,  # noqa: F401 (re-exported)
                       Kernel, Project, TorchExt, TorchNoarch, line_of)
-from .variants import FAMILIES
+from ..variants import FAMILIES
 
 NAME_RE = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")
 KERNEL_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")

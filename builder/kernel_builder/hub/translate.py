@@ -1,4 +1,4 @@
-"""Errors of the hub verbs (upload, mirror), and one place that turns huggingface_hub/httpx exceptions into them.
+"""The one place that turns huggingface_hub/httpx exceptions into the hub errors of errors.py.
 
 Why a translator: huggingface_hub raises multi-line HTTP errors with URLs and hints meant for huggingface.co;
 the CLI prints one line and exits with one code, and a token must never appear in what we print.
@@ -8,25 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .errors import KernelBuilderError
-
-
-class HubError(KernelBuilderError):
-    """A hub refused or could not be reached; nothing was changed by the failed call."""
-
-    exit_code = 6
-
-
-class HubAuthError(HubError):
-    """401/403: no token, a wrong token, or a token without write access to the namespace."""
-
-
-class HubRepoNotFound(HubError):
-    pass
-
-
-class HubNetworkError(HubError):
-    exit_code = 7
+from ..errors import HubAuthError, HubError, HubNetworkError, HubRepoNotFound
 
 
 def _first_line(e: Exception) -> str:

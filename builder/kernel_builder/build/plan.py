@@ -14,16 +14,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, backends, cache, deps
-from .errors import UsageError
+from .. import PACKAGE_DIR, __version__, backends
+from . import cache, deps
+from ..errors import UsageError
 from .host import Host
-from .options import BuildOptions
-from .project import Kernel, Project
+from ..project.options import BuildOptions
+from ..project.model import Kernel, Project
 from .render import render, template_dir
-from .variants import Variant, major_minor as _vt, noarch
+from ..variants import Variant, major_minor as _vt, noarch
 
 PY_LIMITED_API = "0x03090000"  # the contract's abi3 floor (Python 3.9); torch's own default is 3.10
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -102,21 +102,24 @@ class Plan:
     deps: tuple[deps.Dependency, ...] = ()  # header trees staging fetches before compiling
 
 
-def package_files() -> list[Path]:
-    """kernel-builder's own files that can shape an output: every module and template (a new module can
-    not be forgotten), except those that shape none (the Dockerfile, CI templates)."""
+def own_files() -> dict[str, Path]:
+    """kernel-builder's own files that can shape an output, by a name that does not depend on where the
+    package is installed: every module and template (a new module cannot be forgotten), except those that
+    shape none (the Dockerfile, CI templates)."""
     tdir = template_dir()
-    own = [p for p in sorted(PACKAGE_DIR.rglob("*")) if p.suffix in (".py", ".toml") and "__pycache__" not in p.parts]
-    templates = [p for p in sorted(tdir.rglob("*")) if p.is_file() and p.name != "Dockerfile" and p.parent.name != "ci"]
-    return own + templates
+    own = {f"kernel_builder/{p.relative_to(PACKAGE_DIR).as_posix()}": p for p in sorted(PACKAGE_DIR.rglob("*"))
+           if p.suffix in (".py", ".toml") and "__pycache__" not in p.parts}
+    own.update({f"templates/{p.relative_to(tdir).as_posix()}": p for p in sorted(tdir.rglob("*"))
+                if p.is_file() and p.name != "Dockerfile" and p.parent.name != "ci"})
+    return own
 
 
 def hash_inputs(project: Project, extra: list[str]) -> str:
     h = hashlib.sha256()
     for item in extra:
         h.update(item.encode() + b"\0")
-    for p in package_files():
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    for name, p in own_files().items():
+        h.update(name.encode() + b"\0" + p.read_bytes() + b"\0")
     for p in project.all_inputs():
         h.update(p.relative_to(project.root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()

@@ -20,7 +20,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from .hub_store import Repo, Store, StoreError, check_path
+from .store import Repo, Store, StoreError, check_path
 
 REPO_TYPES = {"kernels": "kernel", "models": "model"}
 PAGE_SIZE = 1000

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from . import cache, deps, layout
 from .elf import private_libstdcxx
-from .errors import CompileError
+from ..errors import CompileError
 from .plan import Plan
 from .render import render
-from .tools import run_logged
+from ..tools import run_logged
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def first_error(log_path: Path, rc: int) -> str:
 
 
 def compile_cpp_extension(plan: Plan, extension: str, extra_env: dict[str, str], verbose: bool) -> Path:
-    """The cpp_extension path: write the job, run `python -m kernel_builder.compile` (torch's BuildExtension +
+    """The cpp_extension path: write the job, run `python -m kernel_builder.build.compile` (torch's BuildExtension +
     ninja) with its output in the variant's build.log, and stage `<id>.abi3.so`."""
     write_generated(plan)
     stage = clear_stage(plan)
@@ -108,7 +108,7 @@ def compile_cpp_extension(plan: Plan, extension: str, extra_env: dict[str, str],
     env.update(extra_env)
     log_path = plan.workdir / "build.log"
     with open(log_path, "w") as log:
-        rc = run_logged([sys.executable, "-m", "kernel_builder.compile", str(job_file)], log, env, verbose)
+        rc = run_logged([sys.executable, "-m", "kernel_builder.build.compile", str(job_file)], log, env, verbose)
     if rc != 0 or not so.is_file():
         raise CompileError(f"{plan.variant}: compile failed: {first_error(log_path, rc)} (full log: {log_path})")
     return finish(plan, so, os.environ.get("CXX", "c++"))

@@ -1,6 +1,6 @@
 """The compile step: torch.utils.cpp_extension's BuildExtension + ninja, run in a child process.
 
-    python -m kernel_builder.compile PLAN.json
+    python -m kernel_builder.build.compile PLAN.json
 
 Why a child: importing torch costs more than a no-op rebuild may take, so the parent only spawns this
 when something must compile; and cpp_extension's ninja runner writes straight to fd 1, which the parent

@@ -7,10 +7,10 @@ green there.
 
 from __future__ import annotations
 
-from . import __version__
-from .project import Project
-from .matrix import Matrix, expand
-from .render import render
+from .. import __version__
+from ..project.model import Project
+from .table import Matrix, expand
+from ..build.render import render
 
 DEFAULT_INSTALL = f"pip install 'kernel-builder=={__version__}'"
 

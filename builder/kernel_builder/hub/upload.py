@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CheckFailed, ConfigError, UsageError
-from .hub_errors import HubError, translate
+from ..errors import CheckFailed, ConfigError, HubError, UsageError
+from .translate import translate
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_FILES_PER_COMMIT = 200
@@ -68,7 +68,7 @@ def _check(variants: dict[str, Path]) -> None:
     import check is left out: the uploading host often cannot load the variants (another torch, CUDA)."""
     from importlib.util import find_spec
 
-    from .check import check_tree
+    from ..build.check import check_tree
 
     abi = find_spec("kernel_abi_check") is not None
     if not abi:
@@ -102,7 +102,7 @@ def _version(metas: dict[str, dict]) -> int:
 def _repo_id(repo_id: str | None, project: Path) -> str:
     if repo_id:
         return repo_id
-    from .config import load_project
+    from ..project.config import load_project
 
     try:
         hub_id = load_project(project).general.hub.repo_id
@@ -145,7 +145,7 @@ def _exports(variants: dict[str, Path]) -> tuple[list[str], list[str]]:
 
 
 def render_card(plan: Plan, metas: dict[str, dict]) -> str:
-    from .render import render
+    from ..build.render import render
 
     meta = next(iter(metas.values()))
     functions, layers = _exports(plan.variants)

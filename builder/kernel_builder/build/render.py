@@ -7,13 +7,12 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__
+from .. import PACKAGE_DIR, __version__
 
 
 def template_dir() -> Path:
     """templates/ beside the package in a wheel (package data), else at the root of the source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent.parent / "templates"):
+    for candidate in (PACKAGE_DIR / "templates", PACKAGE_DIR.parent.parent / "templates"):
         if (candidate / "_ops.py.j2").is_file():
             return candidate
     raise FileNotFoundError("kernel-builder's templates/ directory is missing from this installation")

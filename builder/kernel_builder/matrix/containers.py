@@ -21,15 +21,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, backends, cache, images, layout
+from .. import PACKAGE_DIR, __version__, backends
+from ..build import cache, layout
+from . import images
 from .engine import CA_IN_CONTAINER, CACHE, CCACHE, KB, OUT, PROXY_VARS, SRC, Engine, Mount, host_ca_bundle
-from .errors import KernelBuilderError
-from .matrix import IMAGE_PYTHON, Entry, platform
-from .options import BuildOptions
-from .plan import Selection, hash_inputs, make_plan
-from .project import Project
-from .staging import build_variant
-from .variants import parse as parse_variant
+from ..errors import KernelBuilderError
+from .table import IMAGE_PYTHON, Entry, platform
+from ..project.options import BuildOptions
+from ..build.plan import Selection, hash_inputs, make_plan
+from ..project.model import Project
+from ..build.staging import build_variant
+from ..variants import parse as parse_variant
 
 # Run inside the container: put ccache's compiler links first (the image made them when it has ccache)
 # and send nvcc through ccache too; torch >= 2.13 would add its own wrapper, which we switch off so every
@@ -119,9 +121,9 @@ class Progress:
 def runtime_bundle() -> Path:
     """kernel-builder's own package (with its templates), copied once per content hash into the cache and
     mounted read-only into every build container."""
-    from .render import template_dir
+    from ..build.render import template_dir
 
-    own = Path(__file__).resolve().parent
+    own = PACKAGE_DIR
     files = {f"kernel_builder/{p.relative_to(own).as_posix()}": p for p in own.rglob("*")
              if p.is_file() and (p.suffix in (".py", ".toml")) and "__pycache__" not in p.parts}
     tdir = template_dir()
@@ -236,8 +238,8 @@ class Runner:
             progress.set(job, "failed")
 
     def _build_in_container(self, job: Job, progress: Progress, ref: str) -> None:
-        from .check import check_variant
-        from .errors import CheckFailed, CompileError
+        from ..build.check import check_variant
+        from ..errors import CheckFailed, CompileError
 
         entry, v = job.entry, job.entry.variant
         self.out.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import backends, variants as V
-from .config import PYTHON_DEPENDS
+from .. import backends, variants as V
+from ..project.config import PYTHON_DEPENDS
 from .elf import private_libstdcxx
 from .layout import digest_dir
 
@@ -210,7 +210,7 @@ def abi_problems(vdir: Path, manylinux: str = "manylinux_2_28", python_abi: str 
 
 
 def check_tree(path: Path, import_check: bool = True, abi_check: bool = True) -> int:
-    from .errors import CheckFailed, UsageError
+    from ..errors import CheckFailed, UsageError
 
     if not path.is_dir():
         raise UsageError(f"{path}: no such directory")
