@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kernel_builder import settings
+
 REPO = Path(__file__).resolve().parent.parent
 KERNELS_SRC = REPO / "kernels_src"
 SHARED = REPO.parent / "shared"
@@ -61,8 +63,37 @@ def tiny_project(tmp_path) -> Path:
     return dst
 
 
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """kernel-builder reads the environment once per process (settings.py); each test starts from the
+    environment as it is, and a test that changes it calls settings.reload() itself."""
+    settings.reload()
+    yield
+
+
 @pytest.fixture
 def private_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("KERNEL_BUILDER_CACHE", str(cache))
+    settings.reload()
     return cache
+
+
+# --- CI: a suite that skips is a suite that did not run ------------------------------------------------
+# .ci/run sets KB_CI_FORBID_SKIPS=1: on CI every suite (containers, CUDA compile, NPU binding, conformance,
+# the hub, the scripts) must run, so a skip (a missing docker, nvcc, .venv-npu, kernels package) fails the
+# session with the list of what skipped and why, instead of a green run that tested less.
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPPED.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("KB_CI_FORBID_SKIPS") == "1" and _SKIPPED and exitstatus == 0:
+        print(f"\nKB_CI_FORBID_SKIPS: {len(_SKIPPED)} test(s) skipped on CI, where every suite must run:",
+              *_SKIPPED[:20], sep="\n  ")
+        session.exitstatus = 1

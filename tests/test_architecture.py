@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kernel_builder import backends
-from kernel_builder.variants import FAMILIES, NOARCH_BACKENDS
+from kernel_builder.variants import FAMILIES, UNIVERSAL
 
 PACKAGE = Path(__file__).resolve().parent.parent / "builder" / "kernel_builder"
 
@@ -126,7 +126,7 @@ def test_every_verb_names_the_module_that_does_it():
             assert (PACKAGE / path).exists(), f"cli.py's docstring names {path} for {verb}: no such file"
 
 
-NAMES = set(FAMILIES) | set(NOARCH_BACKENDS)
+NAMES = set(FAMILIES) | {f.noarch for f in FAMILIES.values()} | {UNIVERSAL}
 
 
 def _names_in(node) -> set[str]:
@@ -366,3 +366,37 @@ def test_an_unknown_backend_is_a_one_line_usage_error():
 
     with pytest.raises(UsageError, match=r"^backend 'nope' is not built by kernel-builder \(built: cpu, cuda, cann"):
         backends.get("nope")
+
+
+def test_only_tools_runs_programs():
+    """One way to run a tool (tools.py): no other module imports subprocess or calls os.system/popen."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).as_posix() == "tools.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import) and any(a.name == "subprocess" for a in node.names) or \
+                    isinstance(node, ast.ImportFrom) and node.module == "subprocess":
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: imports subprocess")
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
+                    and node.attr in ("system", "popen", "execv", "execvp", "spawnv"):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: os.{node.attr}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_only_settings_reads_the_environment():
+    """Every environment variable is a field of settings.Settings: elsewhere os.environ is only handed on
+    whole to a child process (`dict(os.environ, ...)`), never read."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).as_posix() == "settings.py":
+            continue
+        tree = ast.parse(path.read_text())
+        handed_on = {id(c.args[0]) for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+                     and c.func.id == "dict" and c.args}
+        for node in ast.walk(tree):
+            is_environ = isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and \
+                isinstance(node.value, ast.Name) and node.value.id == "os"
+            if is_environ and id(node) not in handed_on:
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: os.{node.attr}")
+    assert not offenders, "\n".join(offenders)

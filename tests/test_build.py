@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kernel_builder import settings
+
 from conftest import build_project, run_cli
 
 VARIANT_GLOB = "torch*-cxx11-cpu-*-linux"
@@ -167,8 +169,10 @@ def test_cutlass_from_an_include_dir(tmp_path, monkeypatch, private_cache):
     (inc / "cutlass").mkdir(parents=True)
     (inc / "cutlass" / "version.h").write_text("#define CUTLASS_MAJOR 3\n#define CUTLASS_MINOR 9\n")
     monkeypatch.setenv("KERNEL_BUILDER_CUTLASS_3_9", str(inc))
+    settings.reload()
     assert deps.include_dirs("cutlass_3_9", tmp_path / "build.toml", "k") == [str(inc)]
     monkeypatch.setenv("KERNEL_BUILDER_CUTLASS_3_9", str(tmp_path))
+    settings.reload()
     with pytest.raises(ConfigError, match="does not hold CUTLASS 3.9"):
         deps.include_dirs("cutlass_3_9", tmp_path / "build.toml", "k")
 

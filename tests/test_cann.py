@@ -2,7 +2,8 @@
 read the loader's way, variant names held against the loader, cann kernel tables, and the CMake projects
 rendered for both build flows (golden files under tests/golden/cann/).
 
-Set KB_UPDATE_GOLDEN=1 to rewrite the golden files (then review the diff).
+`python scripts/update_goldens.py` rewrites the golden files after a deliberate change (review the diff);
+the tests only compare.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from packaging.version import Version
+
+from kernel_builder import settings
 
 from kernel_builder.backends import cann_versions as cv
 from kernel_builder.backends import cann as cann_backend
@@ -24,7 +29,7 @@ from kernel_builder.project.config import load_project
 from kernel_builder.project.options import BuildOptions
 from kernel_builder.errors import ConfigError
 from kernel_builder.build.host import Host
-from kernel_builder.variants import parse as kb_parse
+from kernel_builder.variants import noarch, parse as kb_parse
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden" / "cann"
@@ -134,8 +139,9 @@ def test_find_install_info(tmp_path, monkeypatch):
     (tmp_path / "unrelated_install.info").write_text("version=1.0\n")
     assert cv.find_install_info(tmp_path) == d / "ascend_toolkit_install.info"
     monkeypatch.setenv("ASCEND_HOME_PATH", str(tmp_path))
+    settings.reload()
     assert cann_backend.toolkit_version() == "8.5.0"
-    assert cann_backend.CANN().cann_version == "8.5.0"
+    assert cann_backend.CANN._version_for(None) == "8.5.0"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,8 +170,8 @@ def test_variant_names_round_trip(torch_mm, version, arch, name):
 def test_noarch_is_torch_npu():
     from kernels.variants import NoarchVariant, parse_variant
 
-    assert cv.NOARCH_VARIANT.name == "torch-npu"
-    assert cv.NOARCH_VARIANT.backend_type == "cann"
+    assert noarch("cann").name == "torch-npu"
+    assert noarch("cann").backend_type == "cann"
     lv = parse_variant("torch-npu")
     assert isinstance(lv, NoarchVariant) and lv.variant_str == "torch-npu"
 
@@ -209,13 +215,13 @@ def test_loader_resolves_for_the_version_we_name():
 
 def test_backend_variant_for_host(monkeypatch):
     host = Host(python=sys.executable, torch_version="2.13.0+cpu", cxx11_abi=True, torch_cuda=None, nvcc=None,
-                nvcc_version=None, cuda_home=None, arch="aarch64", os="linux")
-    b = cann_backend.CANN("8.2.RC1")
+                nvcc_version=None, cuda_home=None, arch="aarch64", os="linux", cann_version="8.2.RC1")
+    b = cann_backend.BACKEND
     assert b.family == "cann" and b.defines() == ["-DCANN_KERNEL"]
     assert b.variant(host).name == "torch213-cxx11-cann82-aarch64-linux"
     assert "CANN 8.2.RC1" in b.toolchain(host)
     with pytest.raises(cv.CannVersionError):
-        cann_backend.CANN("10.0.0").variant(host)
+        b.variant(replace(host, cann_version="10.0.0"))
     monkeypatch.delenv("ASCEND_HOME_PATH", raising=False)
     monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
     monkeypatch.setattr(cann_backend, "DEFAULT_ASCEND_HOME", "/nonexistent/ascend")
@@ -281,7 +287,7 @@ def test_cann_kernel_table_is_read(tmp_path):
     assert cann_backend.soc_versions(mul) == cv.DEFAULT_SOC_VERSIONS
     assert not any("not built" in n for n in p.notes)  # cann is a built backend now (when CANN is present)
     assert cann_backend.kernel_arch_groups(p) == {"c220": ("Ascend910B1", "Ascend910_9391"), "m200": ("Ascend310P3",)}
-    assert cann_backend.CANN("8.2.RC1").archs(p, None, BuildOptions()) == ["dav-2002", "dav-2201"]
+    assert cann_backend.BACKEND.archs(p, None, BuildOptions()) == ["dav-2002", "dav-2201"]
     assert cann_backend.flow_for(p) == "ascendc"
 
 
@@ -321,23 +327,27 @@ RENDERS = {
 EXT_ID = "_add_npu_cann_0123abc"
 
 
-@pytest.mark.parametrize("golden", sorted(RENDERS))
-def test_render_matches_golden(tmp_path, golden):
+def golden_texts(golden: str, tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(every rendered file, golden file name -> its normalized text): what the renderer makes now.
+    The test compares; only scripts/update_goldens.py writes the golden files."""
     flow, group, abi, torch_mm = RENDERS[golden]
     p = load_project(_sample(tmp_path))
     files = cann_backend.render_project(p, ext_id=EXT_ID, glibcxx_abi=abi, torch_mm=torch_mm, flow=flow,
                                         arch_group=group)
+    return files, {f"{golden}.CMakeLists.txt": _normalize(files["CMakeLists.txt"]),
+                   "kb_binding_0.cpp": _normalize(files["kb_binding_0.cpp"])}
+
+
+@pytest.mark.parametrize("golden", sorted(RENDERS))
+def test_render_matches_golden(tmp_path, golden):
+    files, texts = golden_texts(golden, tmp_path)
     # The sample spans two arch groups (c220, m200): each group's kernels become their own library.
     assert sorted(files) == ["CMakeLists.txt", "glibc_compat.cpp", "kb_binding_0.cpp", "kb_kernels_anchor.cpp",
                              "registration.h"]
-    pairs = {f"{golden}.CMakeLists.txt": files["CMakeLists.txt"], "kb_binding_0.cpp": files["kb_binding_0.cpp"]}
-    for name, text in pairs.items():
+    for name, text in texts.items():
         path = GOLDEN / name
-        if os.environ.get("KB_UPDATE_GOLDEN") == "1":
-            GOLDEN.mkdir(parents=True, exist_ok=True)
-            path.write_text(_normalize(text))
-        assert path.is_file(), f"missing golden {path} (KB_UPDATE_GOLDEN=1 writes it)"
-        assert _normalize(text) == path.read_text(), f"{name} differs from its golden file {path}"
+        assert path.is_file(), f"missing golden {path} (python scripts/update_goldens.py writes it)"
+        assert text == path.read_text(), f"{name} differs from its golden file {path}"
 
 
 def test_render_contents(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel_builder import settings
 from kernel_builder.backends import cann as cann_backend
 from kernel_builder.project.config import load_project
 from kernel_builder.errors import EnvironmentProblem, UsageError
@@ -66,11 +68,13 @@ def test_unavailable_reasons(tmp_path, monkeypatch):
 
     host = Host(python=sys.executable, torch_version="2.13.0+cpu", cxx11_abi=True, torch_cuda=None, nvcc=None,
                 nvcc_version=None, cuda_home=None, arch="x86_64", os="linux")
-    b = cann_backend.CANN()
+    b = cann_backend.BACKEND
     monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
     monkeypatch.setenv("ASCEND_HOME_PATH", str(tmp_path / "missing"))
+    settings.reload()
     assert "is not a directory" in b.unavailable(host)
     monkeypatch.setenv("ASCEND_HOME_PATH", str(tmp_path))
+    settings.reload()
     assert "CANN version is not known" in b.unavailable(host)  # no ascend_*_install.info
     (tmp_path / "ascend_toolkit_install.info").write_text("version=10.0.0\n")
     assert "two-digit" in b.unavailable(host)
@@ -80,9 +84,9 @@ def test_unavailable_reasons(tmp_path, monkeypatch):
     from dataclasses import replace
 
     row = replace(host, probed=False)
-    assert cann_backend.CANN("8.5.0").unavailable(row) is None
-    assert "not known" in cann_backend.CANN("not known").unavailable(row)
-    assert "names no CANN version" in cann_backend.CANN().unavailable(row)
+    assert b.unavailable(replace(row, cann_version="8.5.0")) is None
+    assert "not known" in b.unavailable(replace(row, cann_version="not known"))
+    assert "names no CANN version" in b.unavailable(row)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,10 +124,12 @@ def test_choose_flow(tmp_path, monkeypatch):
     assert cann_backend.choose_flow(p, both) == "asc"  # ASC when the toolkit has it
     assert cann_backend.choose_flow(p, {"ascendc": "/y"}) == "ascendc"
     monkeypatch.setenv(cann_backend.FLOW_ENV, "ascendc")
+    settings.reload()
     assert cann_backend.choose_flow(p, both) == "ascendc"
     with pytest.raises(EnvironmentProblem, match="no ascendc.cmake"):
         cann_backend.choose_flow(p, {"asc": "/x"})
     monkeypatch.setenv(cann_backend.FLOW_ENV, "bisheng")
+    settings.reload()
     with pytest.raises(EnvironmentProblem, match="unknown CANN build flow"):
         cann_backend.choose_flow(p, both)
 
@@ -157,18 +163,21 @@ RMSNORM_RENDERS = {  # golden name -> (flow, arch group)
 }
 
 
-@pytest.mark.parametrize("golden", sorted(RMSNORM_RENDERS))
-def test_rmsnorm_render_matches_golden(golden):
-    import re
-
+def rmsnorm_golden_text(golden: str) -> tuple[dict[str, str], str]:
+    """(every rendered file, the normalized CMakeLists.txt) for one golden; scripts/update_goldens.py
+    writes the golden files from this, the test only compares."""
     flow, group = RMSNORM_RENDERS[golden]
     files = cann_backend.render_project(load_project(RMSNORM), ext_id=RMSNORM_ID, glibcxx_abi=1, torch_mm=(2, 13),
                                         flow=flow, arch_group=group)
-    text = re.sub(r"kernel-builder \d+\.\d+\.\d+[^\s:]*", "kernel-builder {kb_version}", files["CMakeLists.txt"])
+    return files, re.sub(r"kernel-builder \d+\.\d+\.\d+[^\s:]*", "kernel-builder {kb_version}", files["CMakeLists.txt"])
+
+
+@pytest.mark.parametrize("golden", sorted(RMSNORM_RENDERS))
+def test_rmsnorm_render_matches_golden(golden):
+    flow, group = RMSNORM_RENDERS[golden]
+    files, text = rmsnorm_golden_text(golden)
     path = GOLDEN / f"{golden}.CMakeLists.txt"
-    if os.environ.get("KB_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.is_file(), f"missing golden {path} (KB_UPDATE_GOLDEN=1 writes it)"
+    assert path.is_file(), f"missing golden {path} (python scripts/update_goldens.py writes it)"
     assert text == path.read_text(), f"{golden} differs from {path}"
     assert "kb_kernels_anchor.cpp" in files  # two arch groups: a kernel library per group
     assert f'"-Wl,-soname,{RMSNORM_ID}_kernels.so"' in text

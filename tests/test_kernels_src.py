@@ -282,9 +282,17 @@ def test_activation_nan_inf(activation, dtype):
 
 
 def test_activation_empty(activation):
+    """Zero tokens is a valid batch (an empty prefill chunk): the ops must launch nothing, not fail
+    (a CUDA launch with a zero grid is an error), and leave outputs of the right, empty shape."""
     x = torch.empty(0, 8, device=DEVICE)
-    activation.silu_and_mul(x.new_empty(0, 4), x)
-    activation.gelu(torch.empty_like(x), x)
+    out = x.new_empty(0, 4)
+    assert activation.silu_and_mul(out, x) is out
+    y = torch.empty_like(x)
+    assert activation.gelu(y, x) is y
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()  # a bad launch surfaces here
+    assert out.shape == (0, 4) and y.shape == (0, 8)
+    assert torch.equal(out, F.silu(x[:, :4]) * x[:, 4:]) and torch.equal(y, F.gelu(x))
 
 
 def test_activation_torch_compile(activation):

@@ -15,8 +15,8 @@ os.environ.pop("HF_HUB_DISABLE_TELEMETRY", None)  # breaks every huggingface_hub
 import pytest  # noqa: E402
 from huggingface_hub import CommitOperationAdd, HfApi  # noqa: E402
 
-from kernel_builder.errors import CheckFailed, UsageError  # noqa: E402
-from kernel_builder.errors import HubAuthError, HubNetworkError, HubRepoNotFound  # noqa: E402
+from kernel_builder import settings  # noqa: E402
+from kernel_builder.errors import CheckFailed, HubAuthError, HubNetworkError, HubRepoNotFound, UsageError  # noqa: E402
 from kernel_builder.hub.mirror import mirror  # noqa: E402
 from kernel_builder.hub.serve import serve  # noqa: E402
 from kernel_builder.hub.upload import upload  # noqa: E402
@@ -57,6 +57,7 @@ def noarch(tmp_path_factory) -> Path:
 def hub(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_DISABLE_TELEMETRY", raising=False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
+    settings.reload()
     (tmp_path / "tokens").write_text(f"{TOKEN} alice\n")
     srv = serve(tmp_path / "hub", token_file=tmp_path / "tokens", trusted_orgs=["acme"])
     yield srv
@@ -201,6 +202,7 @@ def test_mirror_serve_to_serve(noarch, hub, tmp_path):
 
 def test_untrusted_org_needs_trust_remote_code(noarch, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
+    settings.reload()
     (tmp_path / "tokens").write_text(f"{TOKEN}\n")
     srv = serve(tmp_path / "hub", token_file=tmp_path / "tokens")  # no trusted orgs
     try:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import KernelBuilderError, UsageError
+from .errors import INTERRUPTED, UNEXPECTED, CompileError, KernelBuilderError, UsageError
 from .project.options import BuildOptions
 
 
@@ -126,8 +127,8 @@ def cmd_build_all(a) -> int:
     print(containers.summary(jobs, time.monotonic() - t0))
     failed = [j for j in jobs if j.state == "failed"]
     if failed:  # the first failure's class: 3 environment (engine, image), 4 compile, 5 check
-        return failed[0].exit_code or 4
-    return 4 if any(j.state == "cancelled" for j in jobs) else 0
+        return failed[0].exit_code or CompileError.exit_code
+    return CompileError.exit_code if any(j.state == "cancelled" for j in jobs) else 0
 
 
 def cmd_list_variants(a) -> int:
@@ -162,7 +163,7 @@ def cmd_list_variants_all(a) -> int:
     for e in entries:
         image, base = (images.tag(e.env.image), e.env.image.base) if e.env else ("-", "-")
         why = e.reason or ("; ".join(e.notes) if e.notes else "")
-        rows.append(("build" if e.variant else "skip", e.variant or "-", e.environment, image, base, why))
+        rows.append(("build" if e.variant else "skip", e.variant.name if e.variant else "-", e.environment, image, base, why))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print(("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + ("  " + r[5] if r[5] else "")).rstrip())
@@ -253,19 +254,16 @@ def scaffold_backends() -> list[str]:
     return [f for f in backends.families() if backends.get(f).scaffold]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kernel-builder", description="Build PyTorch kernel projects into "
-                                "Hugging Face kernel-hub variants.")
-    p.add_argument("--version", action="version", version=f"kernel-builder {__version__}")
-    sub = p.add_subparsers(dest="verb", required=True)
+def _matrix_args(sp, engine=True):
+    sp.add_argument("--matrix", help="build matrix file (default: the one shipped in kernel_builder/matrix/matrix.toml)")
+    sp.add_argument("--base-image", help="FROM image of every toolchain image (default: the matrix's "
+                    "default-base, quay.io/pypa/manylinux_2_28_x86_64)")
+    if engine:
+        sp.add_argument("--engine", help="docker or podman, or a path to one (default: found on PATH)")
 
-    def matrix_args(sp, engine=True):
-        sp.add_argument("--matrix", help="build matrix file (default: the one shipped in kernel_builder/matrix.toml)")
-        sp.add_argument("--base-image", help="FROM image of every toolchain image (default: the matrix's "
-                        "default-base, quay.io/pypa/manylinux_2_28_x86_64)")
-        if engine:
-            sp.add_argument("--engine", help="docker or podman, or a path to one (default: found on PATH)")
 
+def _add_build(sub) -> None:
+    """`build`: this host's variants, or with --all the matrix's, each in a container."""
     b = sub.add_parser("build", help="build the variants this host can build (--all: the whole matrix, in containers)")
     b.add_argument("directory", nargs="?", default=".", help="kernel project (with build.toml)")
     b.add_argument("--out", help="output directory (default DIR/build)")
@@ -279,17 +277,23 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--cuda-archs", help="only these CUDA capabilities, e.g. '9.0' or '8.0,9.0' (development builds)")
     b.add_argument("--stable-abi", help=argparse.SUPPRESS)  # set by `--all` for a torch-stable-abi variant
     b.add_argument("-v", "--verbose", action="store_true", help="print compiler commands and output")
-    matrix_args(b)
+    _matrix_args(b)
     b.set_defaults(func=cmd_build)
 
+
+def _add_list_variants(sub) -> None:
+    """`list-variants`: what `build` would build, and why the rest is skipped."""
     lv = sub.add_parser("list-variants", help="show what `build` would build here (--all: in the matrix), and why "
                         "others are skipped")
     lv.add_argument("directory", nargs="?", default=".")
     lv.add_argument("--all", action="store_true", help="the whole matrix: variant, environment, image, why filtered")
     lv.add_argument("--variant", action="append", metavar="PATTERN", help="with --all: only matching variants")
-    matrix_args(lv, engine=False)
+    _matrix_args(lv, engine=False)
     lv.set_defaults(func=cmd_list_variants)
 
+
+def _add_images(sub) -> None:
+    """`images build|list|prune`: the toolchain images of the matrix."""
     im = sub.add_parser("images", help="the toolchain images of the matrix: build, list, prune")
     isub = im.add_subparsers(dest="images_verb", required=True)
     ib = isub.add_parser("build", help="build (or find) the images, all or --image NAME")
@@ -300,9 +304,12 @@ def parser() -> argparse.ArgumentParser:
     ip.add_argument("--all", action="store_true")
     ip.add_argument("--image", action="append", metavar="NAME", help="only images of this name (repeatable)")
     for sp in (ib, il, ip):
-        matrix_args(sp)
+        _matrix_args(sp)
         sp.set_defaults(func=cmd_images)
 
+
+def _add_ci(sub) -> None:
+    """`ci github`: a workflow with one job per variant."""
     ci = sub.add_parser("ci", help="generate CI configuration for the build matrix")
     cisub = ci.add_subparsers(dest="ci_verb", required=True)
     gh = cisub.add_parser("github", help="a GitHub Actions workflow: one job per variant, then check (+ upload)")
@@ -310,15 +317,21 @@ def parser() -> argparse.ArgumentParser:
     gh.add_argument("-o", "--output", help="write the workflow here instead of stdout")
     gh.add_argument("--install", help="the shell command that installs kernel-builder on a runner "
                     "(default: pip install 'kernel-builder==VERSION')")
-    matrix_args(gh, engine=False)
+    _matrix_args(gh, engine=False)
     gh.set_defaults(func=cmd_ci)
 
+
+def _add_check(sub) -> None:
+    """`check`: a built tree against the loader's rules."""
     c = sub.add_parser("check", help="verify a built tree (layout, metadata, digest, import, abi3, manylinux_2_28)")
     c.add_argument("build_dir")
     c.add_argument("--no-import", action="store_true", help="skip the import check")
     c.add_argument("--no-abi", action="store_true", help="skip the abi3/manylinux check")
     c.set_defaults(func=cmd_check)
 
+
+def _add_hub_verbs(sub) -> None:
+    """`upload`, `serve`, `mirror`: imported only when run (huggingface_hub, werkzeug)."""
     u = sub.add_parser("upload", help="upload built variants to a hub (huggingface.co or `serve`)")
     u.add_argument("build_dir", help="directory of variant directories (default layout: PROJECT/build)")
     u.add_argument("--repo-id", help="org/name (default: [general.hub] repo-id of the project's build.toml)")
@@ -330,7 +343,7 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or https://huggingface.co)")
     u.add_argument("--output-json", help="write a JSON summary of what was uploaded here")
     u.add_argument("--allow-dirty", action="store_true", help="upload variants built from uncommitted sources")
-    u.set_defaults(func=_lazy("upload"))
+    u.set_defaults(func=_lazy("hub.upload"))
 
     s = sub.add_parser("serve", help="run a private kernel hub for sites that cannot reach huggingface.co")
     s.add_argument("root", type=Path, help="directory holding <org>/<name>.git repositories (created if absent)")
@@ -339,7 +352,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--token-file", type=Path, help="write tokens, one per line ('TOKEN [USER]'); none: open hub")
     s.add_argument("--trusted-org", action="append", default=[], help="org reported as trustedKernelPublisher")
     s.add_argument("--read-token", action="store_true", help="require a token for reads too")
-    s.set_defaults(func=_lazy("serve"))
+    s.set_defaults(func=_lazy("hub.serve"))
 
     # tokens come from SRC_HF_TOKEN / HF_TOKEN, never the command line (shell history, `ps`)
     m = sub.add_parser("mirror", help="copy a published version from one hub to another")
@@ -351,23 +364,47 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--variant", action="append", help="copy only this variant (repeatable)")
     m.add_argument("--dry-run", action="store_true")
     m.add_argument("--output-json")
-    m.set_defaults(func=_lazy("mirror"))
+    m.set_defaults(func=_lazy("hub.mirror"))
 
+
+def _add_init(sub) -> None:
+    """`init`: a new project from templates/init."""
     i = sub.add_parser("init", help="scaffold a new kernel project")
     i.add_argument("name")
     i.add_argument("--dir", help="where to create it (default ./NAME)")
     i.add_argument("--backends", nargs="+", default=["cpu"], choices=scaffold_backends())
     i.set_defaults(func=cmd_init)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kernel-builder", description="Build PyTorch kernel projects into "
+                                "Hugging Face kernel-hub variants.")
+    p.add_argument("--version", action="version", version=f"kernel-builder {__version__}")
+    p.add_argument("--debug", action="store_true", help="on any error, print its traceback too (for bug reports)")
+    sub = p.add_subparsers(dest="verb", required=True)
+    for add in (_add_build, _add_list_variants, _add_images, _add_ci, _add_check, _add_hub_verbs, _add_init):
+        add(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. Every error ends as one line on stderr and its exit code (errors.py); a traceback is
+    printed only with --debug, for typed errors and bugs alike."""
     a = parser().parse_args(argv)
     try:
         return a.func(a)
     except KernelBuilderError as e:
-        print(f"kernel-builder: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(a, f"error: {e}", e.exit_code)
     except KeyboardInterrupt:
-        print("kernel-builder: interrupted", file=sys.stderr)
-        return 130
+        return _fail(a, "interrupted", INTERRUPTED)
+    except Exception as e:  # a bug of ours: still one line, and the way to get the rest
+        first = (str(e).strip().splitlines() or [""])[0]
+        hint = "" if a.debug else " (run `kernel-builder --debug ...` for the traceback, and report it)"
+        return _fail(a, f"internal error: {type(e).__name__}: {first}{hint}", UNEXPECTED)
+
+
+def _fail(a, line: str, code: int) -> int:
+    if a.debug:
+        traceback.print_exc()
+    print(f"kernel-builder: {line}", file=sys.stderr)
+    return code

@@ -15,8 +15,12 @@ Every exit code of the CLI is here:
 from __future__ import annotations
 
 
+UNEXPECTED = 1  # any other exception: a bug (cli.main prints one line; --debug adds the traceback)
+INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
 class KernelBuilderError(Exception):
-    exit_code = 1
+    exit_code = UNEXPECTED
 
 
 class ConfigError(KernelBuilderError):
@@ -36,6 +40,10 @@ class UsageError(KernelBuilderError):
 
 class EnvironmentProblem(KernelBuilderError):
     exit_code = 3
+
+
+class ToolTimeout(EnvironmentProblem):
+    """A program we ran did not finish within its time limit (tools.run); callers that can say more catch it."""
 
 
 class CompileError(KernelBuilderError):

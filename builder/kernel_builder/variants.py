@@ -1,4 +1,4 @@
-"""Build variant names (CONTRACT.md §2): build, parse and order them.
+"""Build variant names (CONTRACT.md §2): build and parse them.
 
 A variant name is the directory the loader looks for, so it is the one piece of data both sides must
 spell identically; tests hold every name we generate against `kernels.variants.parse_variant`.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,6 @@ FAMILIES: dict[str, Family] = {
     "tpu": Family(None, "tpu"),
 }
 UNIVERSAL = "universal"  # torch-universal: the noarch variant every backend may load
-NOARCH_BACKENDS = tuple(f.noarch for f in FAMILIES.values()) + (UNIVERSAL,)
 _BY_NOARCH = {f.noarch: name for name, f in FAMILIES.items()}
 _BY_PREFIX = {f.prefix: name for name, f in FAMILIES.items() if f.prefix}
 
@@ -76,16 +74,6 @@ class Variant:
     @property
     def backend_version(self) -> tuple[int, int] | None:
         return backend_version(self.backend)
-
-    def sort_key(self) -> tuple:
-        """The loader's preference order: stable ABI (newest first) > tagless > cxx11 > noarch > universal;
-        within a kind, the newest backend version first."""
-        bv = self.backend_version or (0, 0)
-        if self.kind == "stable":
-            return (0, -self.torch[0], -self.torch[1], 0, -bv[0], -bv[1], self.name)
-        if self.kind == "torch":
-            return (1, 0, 0, 0 if self.cxx11 is None else 1, -bv[0], -bv[1], self.name)
-        return (2, 0, 0, 1 if self.backend == UNIVERSAL else 0, 0, 0, self.name)
 
 
 def backend_type(backend: str) -> str:
@@ -154,7 +142,3 @@ def parse(name: str) -> Variant:
         cxx11 = None if m.group(3) is None else m.group(3) == "cxx11"
         return Variant("torch", m.group(4), (int(m.group(1)), int(m.group(2))), cxx11, m.group(5), m.group(6))
     raise ValueError(f"not a build variant name: {name!r}")
-
-
-def ordered(variants) -> list[Variant]:
-    return sorted(variants, key=Variant.sort_key)

@@ -42,6 +42,7 @@ import sysconfig
 from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 
+from .. import settings
 from ..build import cache, staging
 from .cann_versions import (CANN_SRC_SUFFIXES, DEFAULT_SOC_VERSIONS, KNOWN_SOCS, SOC_ARCHS, CannVersionError,
                              cann_mm, compiled_variant, find_install_info, group_socs, npu_arch, read_install_info)
@@ -49,7 +50,7 @@ from ..errors import CompileError, EnvironmentProblem, UsageError
 from ..build.host import Host, cxx_version
 from ..project.model import Kernel, Project
 from ..build.render import render
-from ..tools import run_logged
+from ..tools import first_error, run_logged
 from ..variants import Variant
 from .base import CppExtensionBackend
 
@@ -62,9 +63,9 @@ DEFAULT_ASCEND_HOME = "/usr/local/Ascend/ascend-toolkit/latest"
 def ascend_home() -> str | None:
     """The CANN toolkit: $ASCEND_HOME_PATH / $ASCEND_TOOLKIT_HOME (set by set_env.sh), else the default
     install location when it exists."""
-    for var in ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"):
-        if os.environ.get(var):
-            return os.environ[var]
+    given = settings.current().ascend_home
+    if given:
+        return given
     return DEFAULT_ASCEND_HOME if Path(DEFAULT_ASCEND_HOME).is_dir() else None
 
 
@@ -166,7 +167,7 @@ def choose_flow(project: Project, flows: dict[str, str]) -> str:
     """The flow to build `project` with on a toolkit offering `flows` (raises EnvironmentProblem when none
     fits): .asc sources need the ASC language; otherwise ASC when the toolkit has it, else ascendc.cmake.
     KERNEL_BUILDER_CANN_FLOW=asc|ascendc overrides the preference (not the toolkit's abilities)."""
-    wanted = os.environ.get(FLOW_ENV, "").strip() or None
+    wanted = settings.current().cann_flow
     if wanted is not None and wanted not in FLOWS:
         raise EnvironmentProblem(f"{FLOW_ENV}={wanted}: unknown CANN build flow; known: {', '.join(FLOWS)}")
     if flow_for(project) == "asc":
@@ -200,16 +201,11 @@ class CANN(CppExtensionBackend):
     row_keys = frozenset({"cann", "torch-npu"})
     no_source_problem = "names no Ascend C source (.cpp, .asc) to compile (only headers)"
 
-    def __init__(self, cann_version: str | None = None):
-        self._cann_version = cann_version  # None: read from the toolkit
-
-    @property
-    def cann_version(self) -> str:
-        return self._cann_version if self._cann_version is not None else toolkit_version()
-
-    def _version_for(self, host: Host) -> str:
-        # A build-matrix row (host.probed False) names the CANN version of its image.
-        return getattr(host, "cann_version", None) or self.cann_version
+    @staticmethod
+    def _version_for(host: Host | None) -> str:
+        """A build-matrix row (host.probed False) names the CANN version of its image; on this machine it
+        is what torch_npu would read from the toolkit."""
+        return (host.cann_version if host is not None else None) or toolkit_version()
 
     # --- build.toml ---
     def source_problem(self, rel: str) -> str | None:
@@ -249,7 +245,7 @@ class CANN(CppExtensionBackend):
 
     def unavailable(self, host: Host) -> str | None:
         if not host.probed:  # a build-matrix row: its image has the toolkit; only its version is checked here
-            version = getattr(host, "cann_version", None) or self._cann_version
+            version = host.cann_version
             if not version:
                 return "the build-matrix row names no CANN version"
             try:
@@ -265,7 +261,7 @@ class CANN(CppExtensionBackend):
         if not Path(home).is_dir():
             return f"CANN toolkit not found (ASCEND_HOME_PATH={home} is not a directory)"
         try:
-            cann_mm(self.cann_version)
+            cann_mm(self._version_for(host))
         except CannVersionError as e:
             return str(e)
         if not probe_flows(home):
@@ -302,8 +298,8 @@ class CANN(CppExtensionBackend):
         cmake = shutil.which("cmake") or "cmake: not found"
         home = ascend_home()
         flows = probe_flows(home)
-        return (f"{cxx_version()} | CANN {self.cann_version} | {home} | flows {sorted(flows.items())} | "
-                f"{FLOW_ENV}={os.environ.get(FLOW_ENV, '')} | torch_npu {torch_npu_version()} | {cmake}")
+        return (f"{cxx_version()} | CANN {self._version_for(host)} | {home} | flows {sorted(flows.items())} | "
+                f"{FLOW_ENV}={settings.current().cann_flow or ''} | torch_npu {torch_npu_version()} | {cmake}")
 
     # --- doing ---
     def build_extension(self, plan, host: Host, verbose: bool = False) -> Path:
@@ -320,7 +316,7 @@ class CANN(CppExtensionBackend):
         try:
             return {"cann": json.loads((plan.workdir / BUILD_INFO).read_text())}
         except (OSError, ValueError):
-            return {"cann": {"version": self.cann_version, "torch-npu": torch_npu_version()}}
+            return {"cann": {"version": self._version_for(None), "torch-npu": torch_npu_version()}}
 
 
 BUILD_INFO = "cann-build.json"  # in the variant's work dir: what build_with_cmake compiled with
@@ -452,11 +448,11 @@ def build_with_cmake(plan, host: Host, verbose: bool = False) -> Path:
                 args.append(f"-DASC_DIR={flows['asc']}")
             for cmd in (["cmake", "-S", str(src), "-B", str(bld), *args],
                         ["cmake", "--build", str(bld), "--parallel", jobs]):
-                rc = run_logged(cmd, log, env, verbose)
+                rc = run_logged(cmd, log, f"{plan.variant}: {flow} build of {group}", env=env, verbose=verbose)
                 if rc != 0:
                     log.flush()
                     raise CompileError(f"{plan.variant}: {flow} build of arch group {group} failed: "
-                                       f"{staging.first_error(log_path, rc)} (full log: {log_path})")
+                                       f"{first_error(log_path, rc)} (full log: {log_path})")
             ext = bld / f"{plan.kernel_id}.abi3.so"
             if not ext.is_file():
                 raise CompileError(f"{plan.variant}: the {group} build made no {ext.name} (full log: {log_path})")

@@ -18,6 +18,7 @@ import os
 import re
 from pathlib import Path
 
+from .. import settings
 from ..variants import Variant, backend_string
 
 # --------------------------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ def read_install_info(text: str) -> str:
 def find_install_info(ascend_home: str | os.PathLike | None = None) -> Path | None:
     """The install.info file get_cann_version() would read under $ASCEND_HOME_PATH (the last one
     os.walk meets, first in each directory's listing)."""
-    home = ascend_home if ascend_home is not None else os.environ.get("ASCEND_HOME_PATH", "")
+    home = ascend_home if ascend_home is not None else (settings.current().ascend_home or "")
     if not home:
         return None
     found = None
@@ -139,4 +140,3 @@ def compiled_variant(torch_mm: tuple[int, int], cxx11: bool | None, cann_version
     return Variant("torch", cann_backend(cann_version), torch_mm, cxx11, arch, os_name)
 
 
-NOARCH_VARIANT = Variant("noarch", "npu")  # torch-npu: pure-Python NPU kernels (not torch-cann)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import os
 import re
-import subprocess
 from importlib.util import find_spec
 from pathlib import Path
 
+from .. import settings
 from ..errors import UsageError
+from ..tools import run
 from ..build.host import Host
 from ..project.options import BuildOptions
 from ..project.model import Kernel, Project
@@ -37,7 +37,7 @@ UNDO_TORCH_NVCC_DEFINES = ["-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CON
 @functools.lru_cache(maxsize=None)
 def supported_codes(nvcc: str) -> frozenset[str]:
     """The sm_XY codes this nvcc can emit (`nvcc --list-gpu-code`): probed, not assumed."""
-    out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True, timeout=60).stdout
+    out = run([nvcc, "--list-gpu-code"], "asking nvcc which GPU codes it emits", timeout=60).stdout
     return frozenset(re.findall(r"sm_(\d+[af]?)", out))
 
 
@@ -202,7 +202,7 @@ class CUDA(CppExtensionBackend):
 
     def compile_env(self, plan, host: Host) -> dict[str, str]:
         env = {"CUDA_HOME": host.cuda_home}
-        if "TORCH_CUDA_ARCH_LIST" not in os.environ:
+        if settings.current().torch_cuda_arch_list is None:
             env["TORCH_CUDA_ARCH_LIST"] = ";".join(a.replace("+PTX", "") for a in plan.archs or [])
         return env
 

@@ -1,6 +1,6 @@
 """Where generated files, ninja build trees and stamps live: outside the project, which may be read-only.
 
-`KERNEL_BUILDER_CACHE` overrides the location (tests point it into a temporary directory).
+`KERNEL_BUILDER_CACHE` overrides the location (settings.py; tests point it into a temporary directory).
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from .. import settings
+
 
 def base() -> Path:
     """The cache's location, without creating it (planning computes paths and writes nothing)."""
-    env = os.environ.get("KERNEL_BUILDER_CACHE")
-    return Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kernel-builder"
+    return settings.current().cache_dir
 
 
 def root() -> Path:

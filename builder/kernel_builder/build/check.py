@@ -12,7 +12,6 @@ import keyword
 import os
 import platform
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from .. import backends, variants as V
 from ..project.config import PYTHON_DEPENDS
 from .elf import private_libstdcxx
 from .layout import digest_dir
+from ..errors import ToolTimeout
+from ..tools import probe, run
 
 REQUIRED = {"name": str, "id": str, "version": int, "license": str, "python-depends": list, "backend": dict}
 OPTIONAL = {"upstream", "source", "kernel-depends", "kernels-minver", "digest", "provenance"}
@@ -61,17 +62,44 @@ def _host_can_import(v: V.Variant) -> bool:
     return backends.is_built(family) and backends.get(family).can_load(v, h)
 
 
+class _Findings(list):
+    """The violations of one variant, each spelled "<variant>/<file>: <rule>: <detail>"."""
+
+    def __init__(self, vdir: Path):
+        super().__init__()
+        self.vdir = vdir
+
+    def __call__(self, rel: str, rule: str, detail: str) -> None:
+        self.append(f"{self.vdir.name}/{rel}: {rule}: {detail}")
+
+
 def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
-    problems: list[str] = []
+    """Every violation of one variant directory. Later rules need earlier ones to hold (a metadata.json
+    that parses, files the digest can name), so each stage runs only when the ones before found nothing."""
+    bad = _Findings(vdir)
+    v = _check_name(vdir, bad)
+    meta = _read_metadata(vdir, bad) if v else None
+    if meta is None or bad:
+        return bad
+    _check_contents(vdir, v, meta, bad)
+    _check_digest(vdir, meta, bad)
+    if bad:
+        return bad
+    if abi_check:
+        bad += [f"{vdir.name}/{p}" for p in abi_problems(vdir)]
+    if v.kind == "stable":  # not optional: a stable-ABI variant that is not is a crash on the next torch
+        bad += [f"{vdir.name}/{p}" for p in stable_abi_problems(vdir)]
+    if import_check and v.kind != "noarch":
+        _check_import(vdir, v, meta["id"], bad)
+    return list(bad)
 
-    def bad(rel: str, rule: str, detail: str):
-        problems.append(f"{vdir.name}/{rel}: {rule}: {detail}")
 
+def _check_name(vdir: Path, bad: _Findings) -> V.Variant | None:
     try:
         v = V.parse(vdir.name)
     except ValueError as e:
         bad("", "variant-name", str(e))
-        return problems
+        return None
     try:
         from kernels.variants import parse_variant
 
@@ -81,15 +109,20 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
         pass
     except ValueError as e:
         bad("", "variant-name", f"rejected by the kernels loader: {e}")
+    return v
+
+
+def _read_metadata(vdir: Path, bad: _Findings) -> dict | None:
+    """metadata.json parsed, its keys and types held to the contract and to the loader's own parser."""
     mpath = vdir / "metadata.json"
     if not mpath.is_file():
         bad("metadata.json", "metadata", "missing")
-        return problems
+        return None
     try:
         meta = json.loads(mpath.read_text())
     except ValueError as e:
         bad("metadata.json", "metadata", f"not JSON: {e}")
-        return problems
+        return None
     for key, typ in REQUIRED.items():
         if key not in meta:
             bad("metadata.json", "metadata", f"required key {key!r} missing")
@@ -105,8 +138,11 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
         pass
     except ValueError as e:
         bad("metadata.json", "metadata", f"rejected by the kernels loader: {e}")
-    if problems:
-        return problems
+    return meta
+
+
+def _check_contents(vdir: Path, v: V.Variant, meta: dict, bad: _Findings) -> None:
+    """What metadata.json says against the variant's name, and the files a loader imports."""
     mid, module = meta["id"], meta["name"].replace("-", "_")
     if not mid.isidentifier() or keyword.iskeyword(mid):
         bad("metadata.json", "id", f"{mid!r} is not a Python identifier")
@@ -125,47 +161,54 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
     if any(p.name == "__pycache__" for p in vdir.rglob("__pycache__")):
         # Python writes these when a variant is imported in place; the digest and upload skip them.
         print(f"note: {vdir.name}: has __pycache__ (ignored by the digest; never uploaded)")
-    if v.kind != "noarch":
-        if not re.fullmatch(rf"_{re.escape(module)}_{re.escape(btype)}_[0-9a-z]+", mid):
-            bad("metadata.json", "id", f"{mid!r} is not _{module}_{btype}_<unique>")
-        so = vdir / f"{mid}.abi3.so"
-        if not so.is_file():
-            bad(so.name, "layout", "the extension is named after the id and built for the limited API (.abi3.so)")
-        ops_py = vdir / "_ops.py"
-        if not ops_py.is_file() or f"torch.ops.{mid}" not in ops_py.read_text():
-            bad("_ops.py", "layout", f"must expose ops = torch.ops.{mid}")
+    if v.kind == "noarch":
+        return
+    if not re.fullmatch(rf"_{re.escape(module)}_{re.escape(btype)}_[0-9a-z]+", mid):
+        bad("metadata.json", "id", f"{mid!r} is not _{module}_{btype}_<unique>")
+    so = vdir / f"{mid}.abi3.so"
+    if not so.is_file():
+        bad(so.name, "layout", "the extension is named after the id and built for the limited API (.abi3.so)")
+    ops_py = vdir / "_ops.py"
+    if not ops_py.is_file() or f"torch.ops.{mid}" not in ops_py.read_text():
+        bad("_ops.py", "layout", f"must expose ops = torch.ops.{mid}")
+
+
+def _check_digest(vdir: Path, meta: dict, bad: _Findings) -> None:
     dg = meta.get("digest")
     if dg is None:
         bad("metadata.json", "digest", "missing")
-    else:
-        actual = digest_dir(vdir)
-        if dg.get("algorithm") != "sha256":
-            bad("metadata.json", "digest", f"algorithm {dg.get('algorithm')!r}, expected sha256")
-        for rel in sorted(set(dg.get("files", {})) | set(actual["files"])):
-            want, got = dg.get("files", {}).get(rel), actual["files"].get(rel)
-            if want != got:
-                what = "missing" if got is None else ("not in the digest" if want is None else "hash differs")
-                bad(rel, "digest", what)
-    if problems:
-        return problems
-    if abi_check:
-        problems += [f"{vdir.name}/{p}" for p in abi_problems(vdir)]
-    if v.kind == "stable":  # not optional: a stable-ABI variant that is not is a crash on the next torch
-        problems += [f"{vdir.name}/{p}" for p in stable_abi_problems(vdir)]
-    if import_check and v.kind != "noarch":
-        if _host_can_import(v):
-            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # checking must not write into the tree
-            r = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, str(vdir), mid], capture_output=True,
-                               text=True, timeout=600, env=env)
-            out = (r.stdout + r.stderr).strip().splitlines()
-            if r.returncode != 0:
-                bad("__init__.py", "import", out[-1] if out else f"exit status {r.returncode}")
-            elif "OPS 0" in out:
-                bad(f"{mid}.abi3.so", "import", f"registers no ops in torch.ops.{mid}")
-        else:
-            print(f"note: {vdir.name}: not importable on this host ({platform.machine()}, this torch); "
-                  "import check skipped")
-    return problems
+        return
+    actual = digest_dir(vdir)
+    if dg.get("algorithm") != "sha256":
+        bad("metadata.json", "digest", f"algorithm {dg.get('algorithm')!r}, expected sha256")
+    for rel in sorted(set(dg.get("files", {})) | set(actual["files"])):
+        want, got = dg.get("files", {}).get(rel), actual["files"].get(rel)
+        if want != got:
+            what = "missing" if got is None else ("not in the digest" if want is None else "hash differs")
+            bad(rel, "digest", what)
+
+
+IMPORT_TIMEOUT = 600.0
+
+
+def _check_import(vdir: Path, v: V.Variant, mid: str, bad: _Findings) -> None:
+    """Import the variant with this host's torch in a fresh interpreter and count the ops it registers."""
+    if not _host_can_import(v):
+        print(f"note: {vdir.name}: not importable on this host ({platform.machine()}, this torch); "
+              "import check skipped")
+        return
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # checking must not write into the tree
+    try:
+        r = run([sys.executable, "-c", _IMPORT_PROBE, str(vdir), mid], f"{vdir.name}: import",
+                timeout=IMPORT_TIMEOUT, env=env)
+    except ToolTimeout:
+        bad("__init__.py", "import", f"did not finish within {IMPORT_TIMEOUT:.0f} s (a hang at import time)")
+        return
+    out = (r.stdout + r.stderr).strip().splitlines()
+    if r.returncode != 0:
+        bad("__init__.py", "import", out[-1] if out else f"exit status {r.returncode}")
+    elif "OPS 0" in out:
+        bad(f"{mid}.abi3.so", "import", f"registers no ops in torch.ops.{mid}")
 
 
 _TORCH_CXX = re.compile(r"\b(c10|at|torch|caffe2)::")
@@ -177,10 +220,8 @@ def stable_abi_problems(vdir: Path) -> list[str]:
     on the next. Typeinfo and vtables of those namespaces count too."""
     out = []
     for so in sorted(vdir.rglob("*.so")):
-        try:
-            r = subprocess.run(["nm", "-D", "-C", "--undefined-only", str(so)], capture_output=True, text=True,
-                               timeout=60)
-        except OSError:
+        r = probe(["nm", "-D", "-C", "--undefined-only", str(so)])
+        if r is None:
             return [f"{so.name}: stable-abi: `nm` (binutils) is needed to check the stable ABI"]
         names = [ln.split(None, 1)[1].split("@")[0].strip() for ln in r.stdout.splitlines() if len(ln.split(None, 1)) == 2]
         bad = sorted({n for n in names if _TORCH_CXX.search(n)})

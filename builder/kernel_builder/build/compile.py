@@ -20,6 +20,8 @@ import json
 import os
 import sys
 
+from .. import settings
+
 # Defines cpp_extension adds that must not reach our translation units:
 # TORCH_API_INCLUDE_EXTENSION_H makes <torch/torch.h> pull in pybind11 (no limited API);
 # TORCH_EXTENSION_NAME is the build's id and only the generated binding wrappers may see it,
@@ -53,7 +55,7 @@ def _build(plan: dict) -> None:
             # Link with the C++ driver alone, not Python's LDSHARED: some interpreters (python-build-standalone,
             # as on the H100 image) bring -static-libstdc++ and their own -L/-rpath, and a private libstdc++
             # copy makes every c10::Error thrown across torch's libraries crash the process.
-            linker = [os.environ.get("CXX", "c++"), "-shared"]
+            linker = [settings.current().cxx, "-shared"]
             for attr in ("linker_so", "linker_so_cxx"):
                 if hasattr(self.compiler, attr):
                     self.compiler.set_executable(attr, linker)

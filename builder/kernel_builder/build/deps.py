@@ -14,15 +14,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from . import cache
 from ..errors import ConfigError, EnvironmentProblem
+from ..tools import run
 
 # depends entry -> nvidia-cutlass release on PyPI carrying that CUTLASS's headers.
 PINNED_CUTLASS = {"cutlass_3_5": "3.5.1.0", "cutlass_3_6": "3.6.0.0", "cutlass_3_8": "3.8.0.0"}
@@ -48,8 +49,8 @@ def _fetch_pinned(version: str) -> Path:
     if (include / "cutlass" / "version.h").is_file():
         return include
     with tempfile.TemporaryDirectory(dir=cache.root()) as tmp:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                            "-d", tmp, f"nvidia-cutlass=={version}"], capture_output=True, text=True)
+        r = run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp,
+                 f"nvidia-cutlass=={version}"], f"fetching nvidia-cutlass=={version}", timeout=1800)
         wheels = list(Path(tmp).glob("nvidia_cutlass-*.whl"))
         if r.returncode != 0 or not wheels:
             last = (r.stderr.strip().splitlines() or ["no output"])[-1]
@@ -92,8 +93,8 @@ def resolve(dep: str, build_file: Path, kernel: str, line: int | None = None) ->
                           "kernels, which this kernel-builder does not build", line)
     want = (int(m.group(1)), int(m.group(2)))
     env = f"KERNEL_BUILDER_CUTLASS_{want[0]}_{want[1]}"
-    if os.environ.get(env):
-        inc = Path(os.environ[env])
+    inc = settings.current().cutlass_dirs.get(want)
+    if inc is not None:
         got = _cutlass_version(inc)
         if got != want:
             raise ConfigError(build_file, key, f"{dep}: {env}={inc} does not hold CUTLASS {want[0]}.{want[1]} "

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+from .. import settings
 from . import cache
 from ..errors import EnvironmentProblem
+from ..tools import probe, run
 
 _PROBE = r"""
 import json, torch
@@ -52,12 +52,11 @@ class Host:
 @functools.lru_cache(maxsize=None)
 def cxx_version() -> str:
     """The C++ compiler cpp_extension will use ($CXX, else c++) and its version: a fingerprint input."""
-    cxx = os.environ.get("CXX", "c++")
-    try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
-        return f"{cxx}: {out.splitlines()[0]}" if out else f"{cxx}: unknown"
-    except (OSError, subprocess.SubprocessError):
+    cxx = settings.current().cxx
+    r = probe([cxx, "--version"], timeout=30)
+    if r is None:
         return f"{cxx}: not found"
+    return f"{cxx}: {r.stdout.splitlines()[0]}" if r.stdout else f"{cxx}: unknown"
 
 
 def machine() -> str:
@@ -69,7 +68,7 @@ def machine() -> str:
 def find_cuda() -> tuple[str | None, str | None, str | None]:
     """(nvcc, version, CUDA_HOME). A `nvcc` on PATH may be a wrapper script (it is here); torch's own
     guess of CUDA_HOME from it would be wrong, so find the toolkit the wrapper execs."""
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    home = settings.current().cuda_home
     nvcc = str(Path(home) / "bin" / "nvcc") if home else shutil.which("nvcc")
     if not nvcc or not Path(nvcc).exists():
         return None, None, None
@@ -82,11 +81,8 @@ def find_cuda() -> tuple[str | None, str | None, str | None]:
         m = re.search(r"(/\S+)/bin/nvcc\b", text)
         if m and Path(m.group(0)).exists():
             real = Path(m.group(0)).resolve()
-    try:
-        out = subprocess.run([str(real), "--version"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None, None, None
-    m = re.search(r"release (\d+\.\d+), V(\d+\.\d+\.\d+)", out)
+    r = probe([str(real), "--version"])
+    m = re.search(r"release (\d+\.\d+), V(\d+\.\d+\.\d+)", r.stdout) if r else None
     if not m:
         return None, None, None
     return str(real), m.group(2), home or str(real.parent.parent)
@@ -102,7 +98,7 @@ def _torch_fingerprint() -> str:
 
 
 def detect() -> Host:
-    key = json.dumps([sys.executable, _torch_fingerprint(), os.environ.get("CUDA_HOME"), shutil.which("nvcc")])
+    key = json.dumps([sys.executable, _torch_fingerprint(), settings.current().cuda_home, shutil.which("nvcc")])
     path = cache.root() / "host.json"
     try:
         saved = json.loads(path.read_text())
@@ -110,7 +106,7 @@ def detect() -> Host:
             return Host(**saved["host"])
     except (OSError, ValueError, TypeError):
         pass
-    r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True)
+    r = run([sys.executable, "-c", _PROBE], "asking torch what it was built with")
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]
         raise EnvironmentProblem(f"cannot import torch with {sys.executable}: {last}")

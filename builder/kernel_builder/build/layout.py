@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from .. import PACKAGE_DIR, __version__
+from .. import PACKAGE_DIR, __version__, settings
 from ..project.model import Project
 from ..errors import UsageError
+from ..tools import probe
 
 EXCLUDED_TOP = {"metadata.json", "metadata.json.sigstore"}
 
@@ -52,11 +52,8 @@ def digest_dir(variant_dir: Path) -> dict:
 
 
 def _git(cwd: Path, *args: str) -> str | None:
-    try:
-        r = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() if r.returncode == 0 else None
+    r = probe(["git", "-C", str(cwd), *args], timeout=30)
+    return r.stdout.strip() if r is not None and r.returncode == 0 else None
 
 
 def git_status(path: Path, inputs: list[Path] | None = None) -> dict | None:
@@ -75,9 +72,9 @@ def git_status(path: Path, inputs: list[Path] | None = None) -> dict | None:
 def provenance(project: Project) -> dict:
     """Where the build came from. A container build is handed the host's answer (KERNEL_BUILDER_PROVENANCE):
     inside, the project is a bare mount without its git repository."""
-    given = os.environ.get("KERNEL_BUILDER_PROVENANCE")
+    given = settings.current().provenance
     if given:
-        return json.loads(given)
+        return given
     kb = {"version": __version__}
     kb_git = git_status(PACKAGE_DIR)
     if kb_git:

@@ -3,8 +3,9 @@
 The plan decided everything; this module only acts, on the paths the plan names: the variant's work
 directory in the cache (generated sources, objects, the staged library, a stamp of the fingerprint it was
 built from) and the output tree (written by layout.install, atomically). The compile steps every backend
-shares live here too: the cpp_extension child (`compile_cpp_extension`), the logged subprocess, the first
-compiler error, the stamp and the private-libstdc++ guard, so that the CMake-driven cann backend reuses them.
+shares live here too: the cpp_extension child (`compile_cpp_extension`), the stage, the stamp and the
+private-libstdc++ guard, so that the CMake-driven cann backend reuses them (running a tool and finding its
+first error is tools.py's, for every module).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from . import cache, deps, layout
 from .elf import private_libstdcxx
 from ..errors import CompileError
 from .plan import Plan
 from .render import render
-from ..tools import run_logged
+from ..tools import first_error, run_logged
 
 
 @dataclass(frozen=True)
@@ -79,14 +81,6 @@ def finish(plan: Plan, so: Path, linker: str) -> Path:
     return so
 
 
-def first_error(log_path: Path, rc: int) -> str:
-    """The first line of a build log that reads like a compiler or CMake error (else its last line)."""
-    text = log_path.read_text(errors="replace").splitlines()
-    errs = ([ln.strip() for ln in text if "error:" in ln.lower() or "error " in ln.lower()[:12] or "CMake Error" in ln]
-            or [ln.strip() for ln in text if ln.startswith("FAILED")])
-    return (errs[0] if errs else (text[-1].strip() if text else f"exit status {rc}"))[:300]
-
-
 def compile_cpp_extension(plan: Plan, extension: str, extra_env: dict[str, str], verbose: bool) -> Path:
     """The cpp_extension path: write the job, run `python -m kernel_builder.build.compile` (torch's BuildExtension +
     ninja) with its output in the variant's build.log, and stage `<id>.abi3.so`."""
@@ -108,10 +102,11 @@ def compile_cpp_extension(plan: Plan, extension: str, extra_env: dict[str, str],
     env.update(extra_env)
     log_path = plan.workdir / "build.log"
     with open(log_path, "w") as log:
-        rc = run_logged([sys.executable, "-m", "kernel_builder.build.compile", str(job_file)], log, env, verbose)
+        rc = run_logged([sys.executable, "-m", "kernel_builder.build.compile", str(job_file)], log,
+                        f"{plan.variant}: compile", env=env, verbose=verbose)
     if rc != 0 or not so.is_file():
         raise CompileError(f"{plan.variant}: compile failed: {first_error(log_path, rc)} (full log: {log_path})")
-    return finish(plan, so, os.environ.get("CXX", "c++"))
+    return finish(plan, so, settings.current().cxx)
 
 
 def variant_files(plan: Plan, so: Path | None) -> dict[str, bytes]:

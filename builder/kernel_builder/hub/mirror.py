@@ -34,8 +34,8 @@ def mirror(src_endpoint: str, dst_endpoint: str, repo_id: str, version: int, src
 
 
 def run(args) -> int:
-    import os
+    from .. import settings
 
-    mirror(args.src, args.dst, args.repo_id, args.version, src_token=os.environ.get("SRC_HF_TOKEN"),
+    mirror(args.src, args.dst, args.repo_id, args.version, src_token=settings.current().src_hf_token,
            dst_repo_id=args.to_repo_id, variants=args.variant, dry_run=args.dry_run, output_json=args.output_json)
     return 0

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import EnvironmentProblem
+from ..tools import run
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 BRANCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -60,7 +62,10 @@ class Repo:
     def git(self, *args: str, input: bytes | None = None, env: dict | None = None, check: bool = True) -> bytes:
         e = dict(os.environ, GIT_DIR=str(self.path), GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
         e.update(env or {})
-        r = subprocess.run(["git", *args], input=input, capture_output=True, env=e)
+        try:
+            r = run(["git", *args], f"git {args[0]}", input=input, env=e, text=False)
+        except EnvironmentProblem as problem:  # no git, or a hung one: the request fails, the server lives
+            raise StoreError(500, str(problem)) from None
         if check and r.returncode != 0:
             raise StoreError(500, f"git {args[0]} failed: {r.stderr.decode(errors='replace').strip()}")
         return r.stdout if check else (r.stdout if r.returncode == 0 else None)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import settings
 from ..errors import CheckFailed, ConfigError, HubError, UsageError
 from .translate import translate
 
@@ -117,7 +117,7 @@ def token_from_env() -> str | None:
     """HF_TOKEN, else the token saved by `hf auth login`. Returned to pass on, never printed."""
     from huggingface_hub import get_token
 
-    return os.environ.get("HF_TOKEN") or get_token()
+    return settings.current().hf_token or get_token()
 
 
 def _exports(variants: dict[str, Path]) -> tuple[list[str], list[str]]:
@@ -217,7 +217,7 @@ def upload(build_dir, repo_id=None, project=None, branch=None, private=False, cr
     for d in variants.values():
         plan.files.update(_local_files(d))
 
-    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    endpoint = (endpoint or settings.current().hf_endpoint or DEFAULT_ENDPOINT).rstrip("/")
     api = HfApi(endpoint=endpoint, token=token or token_from_env())
     with translate(endpoint, repo, "list files"):
         _remote_files(api, plan)

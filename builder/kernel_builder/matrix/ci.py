@@ -16,6 +16,6 @@ DEFAULT_INSTALL = f"pip install 'kernel-builder=={__version__}'"
 
 
 def github_workflow(project: Project, matrix: Matrix, project_dir: str, install: str | None = None) -> str:
-    variants = [e.variant for e in expand(project, matrix) if e.variant]
+    variants = [e.variant.name for e in expand(project, matrix) if e.variant]
     return render("ci/github.yml.j2", name=project.general.name, variants=variants,
                   project_dir=project_dir.rstrip("/") or ".", install=install or DEFAULT_INSTALL)

@@ -21,17 +21,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import PACKAGE_DIR, __version__, backends
+from .. import PACKAGE_DIR, __version__, backends, settings
 from ..build import cache, layout
 from . import images
-from .engine import CA_IN_CONTAINER, CACHE, CCACHE, KB, OUT, PROXY_VARS, SRC, Engine, Mount, host_ca_bundle
+from .engine import CA_IN_CONTAINER, CACHE, CCACHE, KB, OUT, SRC, Engine, Mount, host_ca_bundle
 from ..errors import KernelBuilderError
 from .table import IMAGE_PYTHON, Entry, platform
 from ..project.options import BuildOptions
 from ..build.plan import Selection, hash_inputs, make_plan
 from ..project.model import Project
 from ..build.staging import build_variant
-from ..variants import parse as parse_variant
+from ..variants import Variant
 
 # Run inside the container: put ccache's compiler links first (the image made them when it has ccache)
 # and send nvcc through ccache too; torch >= 2.13 would add its own wrapper, which we switch off so every
@@ -55,7 +55,7 @@ class Job:
     exit_code: int = 0
 
     @property
-    def variant(self) -> str:
+    def variant(self) -> Variant:
         return self.entry.variant
 
     @property
@@ -74,7 +74,7 @@ class Progress:
         self.tty = self.stream.isatty()
         self.lock = threading.Lock()
         self.drawn = 0
-        self.width = max(len(j.variant) for j in jobs) if jobs else 10
+        self.width = max(len(j.variant.name) for j in jobs) if jobs else 10
         self.env_width = max(len(j.entry.environment) for j in jobs) if jobs else 10
         self._stop = threading.Event()
         if self.tty:
@@ -82,7 +82,7 @@ class Progress:
 
     def _line(self, j: Job) -> str:
         extra = f"  {j.error}" if j.error and j.state == "failed" else ""
-        return (f"  {j.variant:<{self.width}}  {j.entry.environment:<{self.env_width}}  {j.state:<15} "
+        return (f"  {j.variant.name:<{self.width}}  {j.entry.environment:<{self.env_width}}  {j.state:<15} "
                 f"{j.elapsed:6.1f} s{extra}")
 
     def set(self, job: Job, state: str) -> None:
@@ -161,7 +161,7 @@ def log_dir(project: Project) -> Path:
 
 def _stamp_key(project: Project, entry: Entry, image_tag: str, bundle: Path, prov: dict,
                options: BuildOptions) -> str:
-    return hash_inputs(project, [__version__, bundle.name, entry.variant, image_tag, entry.stable_abi or "",
+    return hash_inputs(project, [__version__, bundle.name, entry.variant.name, image_tag, entry.stable_abi or "",
                                  json.dumps(options.fingerprint(), sort_keys=True), json.dumps(prov, sort_keys=True)])
 
 
@@ -206,7 +206,7 @@ class Runner:
         env.update(backends.get(entry.env.backend).container_env(entry.env.host()))
         if host_ca_bundle():
             env.update(PIP_CERT=CA_IN_CONTAINER, REQUESTS_CA_BUNDLE=CA_IN_CONTAINER)
-        env.update({k: os.environ[k] for k in PROXY_VARS if os.environ.get(k)})
+        env.update(settings.current().proxies)
         return env
 
     def run(self, job: Job, progress: Progress) -> None:
@@ -220,15 +220,15 @@ class Runner:
                 return self._pure_python(job, progress)
             ref = images.tag(entry.env.image)
             key = _stamp_key(self.project, entry, ref, self.bundle, self.prov, self.options)
-            stamp = self.stamps / f"{entry.variant}.json"
-            if _up_to_date(stamp, key, self.out / entry.variant):
-                job.size = _size(self.out / entry.variant)
+            stamp = self.stamps / f"{entry.variant.name}.json"
+            if _up_to_date(stamp, key, self.out / entry.variant.name):
+                job.size = _size(self.out / entry.variant.name)
                 progress.set(job, "up to date")
                 return
             progress.set(job, "preparing image")
             ref, _ = images.ensure(self.engine, entry.env.image, job.log, platform=platform(entry.env.arch))
             self._build_in_container(job, progress, ref)
-            target = self.out / entry.variant
+            target = self.out / entry.variant.name
             cache.write_atomic(stamp, json.dumps({"key": key, "metadata": hashlib.sha256(
                 (target / "metadata.json").read_bytes()).hexdigest()}))
             job.size = _size(target)
@@ -241,7 +241,7 @@ class Runner:
         from ..build.check import check_variant
         from ..errors import CheckFailed, CompileError
 
-        entry, v = job.entry, job.entry.variant
+        entry, v = job.entry, job.entry.variant.name
         self.out.mkdir(parents=True, exist_ok=True)
         stage = self.out / f".kb-stage-{v}-{os.getpid()}"
         shutil.rmtree(stage, ignore_errors=True)
@@ -268,19 +268,19 @@ class Runner:
         """What runs inside the container: the host build of one variant, then its check (import included:
         this is the variant's own torch)."""
         kb = ["sh", "-c", _ENTRY, "kb", IMAGE_PYTHON, "-m", "kernel_builder"]
-        build = kb + ["build", SRC, "--out", OUT, "--variant", entry.variant, "-v"]  # -v: compiler output in the log
+        build = kb + ["build", SRC, "--out", OUT, "--variant", entry.variant.name, "-v"]  # -v: compiler output in the log
         if entry.stable_abi:
             build += ["--stable-abi", entry.stable_abi]
         if self.options.cuda_archs:
             build += ["--cuda-archs", ",".join(self.options.cuda_archs)]
-        return build, kb + ["check", f"{OUT}/{entry.variant}", "--no-abi"]
+        return build, kb + ["check", f"{OUT}/{entry.variant.name}", "--no-abi"]
 
     def command_lines(self, entry: Entry) -> list[str]:
         """The engine commands `build --all` runs for one variant, as shell lines (`--dry-run`)."""
         if entry.env is None:
             return [f"# {entry.variant}: pure Python, laid out on this host (no container)"]
         ref = images.tag(entry.env.image)
-        stage = self.out / f".kb-stage-{entry.variant}-<pid>"
+        stage = self.out / f".kb-stage-{entry.variant.name}-<pid>"
         mounts, env = self._mounts(entry, stage), self._env(entry, ref)
         plat = platform(entry.env.arch)
         lines = [f"# {entry.variant} in {ref} (FROM {entry.env.image.base}); "
@@ -291,7 +291,7 @@ class Runner:
 
     def _pure_python(self, job: Job, progress: Progress) -> None:
         progress.set(job, "building")
-        sel = Selection(job.entry.family, parse_variant(job.entry.variant))
+        sel = Selection(job.entry.family, job.entry.variant)
         job.size = build_variant(make_plan(self.project, sel, None, BuildOptions()), None, self.out).size
         progress.set(job, "done")
 
@@ -317,7 +317,7 @@ def build_all(project: Project, entries: list[Entry], out: Path, jobs: int, keep
     if logs is None:
         logs = log_dir(project)
     logs.mkdir(parents=True, exist_ok=True)
-    todo = [Job(e, logs / f"{e.variant}.log") for e in entries]
+    todo = [Job(e, logs / f"{e.variant.name}.log") for e in entries]
     runner = Runner(project, out, engine, options)
     progress = Progress(todo)
 
@@ -338,7 +338,7 @@ def summary(jobs: list[Job], wall: float) -> str:
     rows = [("variant", "environment", "time", "size", "result", "log")]
     for j in jobs:
         size = f"{j.size / 1024:.0f} KiB" if j.size else "-"
-        rows.append((j.variant, j.entry.environment, f"{j.elapsed:.1f} s", size, j.state, str(j.log)))
+        rows.append((j.variant.name, j.entry.environment, f"{j.elapsed:.1f} s", size, j.state, str(j.log)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

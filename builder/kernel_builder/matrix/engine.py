@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from ..errors import EnvironmentProblem
+from ..tools import Completed, probe, run, run_logged
 
 # Paths inside every build container.
 SRC, OUT, KB, CACHE, CCACHE = "/src", "/out", "/opt/kernel-builder", "/cache", "/ccache"
 CA_IN_CONTAINER = "/etc/kernel-builder/ca.crt"  # not the standard path: installing ca-certificates would replace it
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 MAKE_BASE = "bash scripts/make_base_image.sh bookworm local/debian:bookworm"
 
 
@@ -35,8 +34,7 @@ class Mount:
 
 def host_ca_bundle() -> Path | None:
     """The CA bundle pip on this host trusts (PIP_CERT, pip's cert setting, then the system bundle)."""
-    for cand in (os.environ.get("PIP_CERT"), os.environ.get("REQUESTS_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE"),
-                 "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
+    for cand in (settings.current().ca_bundle, "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
         if cand and Path(cand).is_file():
             return Path(cand)
     return None
@@ -62,7 +60,7 @@ class Engine:
     and newer than 22 cannot, so such a client is passed over for one that can (Debian's /usr/bin/docker)."""
 
     def __init__(self, name: str | None = None):
-        self.path, self.kind = self._find(name or os.environ.get("KERNEL_BUILDER_ENGINE"))
+        self.path, self.kind = self._find(name or settings.current().engine)
         self.name = Path(self.path).name
 
     @staticmethod
@@ -93,13 +91,8 @@ class Engine:
             env["DOCKER_BUILDKIT"] = "1"
         return env
 
-    def _call(self, args: list[str], what: str, timeout: float | None = 600) -> subprocess.CompletedProcess:
-        try:
-            r = subprocess.run([self.path, *args], capture_output=True, text=True, env=self._env(), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise EnvironmentProblem(f"{self.name}: {what} did not answer in {timeout:.0f} s") from None
-        except OSError as e:
-            raise EnvironmentProblem(f"{self.name}: cannot run {self.path}: {e}") from None
+    def _call(self, args: list[str], what: str, timeout: float | None = 600) -> Completed:
+        r = run([self.path, *args], f"{self.name}: {what}", timeout=timeout, env=self._env())
         if r.returncode != 0:
             raise EnvironmentProblem(_explain(self.name, r.stderr + r.stdout, what))
         return r
@@ -109,15 +102,15 @@ class Engine:
         return self._call(["version", "--format", "{{.Server.Version}}"], "asking for the version", 30).stdout.strip()
 
     def image_exists(self, ref: str) -> bool:
-        r = subprocess.run([self.path, "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True,
-                           text=True, env=self._env(), timeout=60)
+        r = run([self.path, "image", "inspect", "--format", "{{.Id}}", ref], f"{self.name}: inspecting {ref}",
+                timeout=60, env=self._env())
         if r.returncode != 0 and "no such" not in (r.stderr + r.stdout).lower() and "not known" not in r.stderr.lower():
             raise EnvironmentProblem(_explain(self.name, r.stderr, f"inspecting {ref}"))
         return r.returncode == 0
 
     def pull(self, ref: str) -> str | None:
         """None when pulled, else the engine's last line (the caller says what to do instead)."""
-        r = subprocess.run([self.path, "pull", "-q", ref], capture_output=True, text=True, env=self._env(), timeout=1800)
+        r = run([self.path, "pull", "-q", ref], f"{self.name}: pulling {ref}", timeout=1800, env=self._env())
         if r.returncode == 0:
             return None
         lines = [ln for ln in (r.stderr + r.stdout).strip().splitlines() if ln.strip()]
@@ -151,14 +144,7 @@ class Engine:
             args += ["--progress", "plain"]
         args.append(str(context))
         with open(log, "a") as f:
-            f.write("$ " + shlex.join([self.path, *args]) + "\n")
-            f.flush()
-            proc = subprocess.Popen([self.path, *args], stdout=f, stderr=subprocess.STDOUT, env=self._env())
-            try:
-                rc = proc.wait()
-            except BaseException:  # interrupted: do not leave a build running that serves no one
-                proc.terminate()
-                raise
+            rc = run_logged([self.path, *args], f, f"{self.name}: building image {tag}", env=self._env())
         if rc != 0:
             text = log.read_text(errors="replace")
             raise EnvironmentProblem(_explain(self.name, _last_error(text), f"building image {tag}") + f" (log: {log})")
@@ -180,9 +166,7 @@ class Engine:
         """Run `command` in a fresh container; output appended to `log`."""
         argv = self.run_argv(image, command, mounts, env, workdir, platform)
         with open(log, "a") as f:
-            f.write("$ " + shlex.join(argv) + "\n")
-            f.flush()
-            return subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=self._env()).returncode
+            return run_logged(argv, f, f"{self.name}: running {image}", env=self._env())
 
     def user_args(self) -> list[str]:
         """Files written into mounted directories belong to the invoking user, never to root."""
@@ -204,15 +188,11 @@ class Engine:
 
 
 def _docker_can_buildkit(path: str) -> bool:
-    try:
-        r = subprocess.run([path, "buildx", "version"], capture_output=True, text=True, timeout=30)
-        if r.returncode == 0:
-            return True
-        v = subprocess.run([path, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True,
-                           timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return False
-    m = re.match(r"(\d+)\.", v)
+    r = probe([path, "buildx", "version"], timeout=30)
+    if r is None or r.returncode == 0:
+        return r is not None
+    v = probe([path, "version", "--format", "{{.Client.Version}}"], timeout=30)
+    m = re.match(r"(\d+)\.", v.stdout.strip()) if v else None
     return bool(m) and int(m.group(1)) < 23  # BuildKit is built into clients up to 22.x
 
 

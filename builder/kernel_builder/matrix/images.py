@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from ..build import cache
 from .engine import Engine, host_ca_bundle
 from .table import Image
 from ..build.render import template_dir
+from ..tools import run
 
 LABEL = "org.kernel-builder.image"
 INPUTS_LABEL = "org.kernel-builder.inputs"
@@ -49,7 +49,7 @@ def tag(image: Image) -> str:
 
 def host_pip_config() -> dict[str, list[str]]:
     """index-url / extra-index-url / find-links as this host's pip sees them (config files and PIP_*)."""
-    r = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    r = run([sys.executable, "-m", "pip", "config", "list"], "reading this host's pip configuration", timeout=120)
     found: dict[str, list[str]] = {}
     for line in r.stdout.splitlines():
         key, _, value = line.partition("=")

@@ -156,7 +156,7 @@ class Entry:
 
     env: Env | None  # None for a pure-Python variant (built on the host, no container)
     family: str
-    variant: str | None
+    variant: Variant | None  # None: this environment builds nothing for the project (see reason)
     reason: str | None = None
     stable_abi: str | None = None  # "2.10" when this is a torch-stable-abi variant
     notes: list[str] = field(default_factory=list)
@@ -170,17 +170,17 @@ def expand(project: Project, matrix: Matrix, options: BuildOptions | None = None
     """Every environment x every backend of the project: the variant it builds, or why it builds none."""
     options = options or BuildOptions()
     if project.torch is None:  # pure Python: one host-independent variant per backend
-        return [Entry(None, s.family, s.variant.name) for s in select(project, None, options)]
+        return [Entry(None, s.family, s.variant) for s in select(project, None, options)]
     entries: list[Entry] = []
     for env in matrix.envs:
         if env.backend not in project.general.backends:
             entries.append(Entry(env, env.backend, None, f"general.backends does not list {env.backend}"))
             continue
         sel = next(s for s in select(project, env.host(), options) if s.family == env.backend)
-        entries.append(Entry(env, env.backend, sel.variant.name if sel.variant else None, sel.reason,
+        entries.append(Entry(env, env.backend, sel.variant, sel.reason,
                              notes=[n for n in sel.notes if not n.startswith("torch.stable-abi")]))
     _apply_stable_abi(project, entries)
-    seen: dict[str, Entry] = {}
+    seen: dict[Variant, Entry] = {}
     for e in entries:
         if e.variant and e.variant in seen:
             e.variant, e.reason = None, f"same variant as {seen[e.variant].environment}"
@@ -201,7 +201,7 @@ def _apply_stable_abi(project: Project, entries: list[Entry]) -> None:
         for (backend, arch, os_), rows in groups.items():
             maj, mnr = (int(x) for x in version.split(".")[:2])
             newest = max(rows, key=lambda e: tuple(int(x) for x in e.env.torch.split(".")))
-            stable = Variant("stable", backend, (maj, mnr), None, arch, os_).name
+            stable = Variant("stable", backend, (maj, mnr), None, arch, os_)
             for e in rows:
                 if e is newest:
                     e.variant, e.stable_abi = stable, version
@@ -232,12 +232,12 @@ def pick(entries: list[Entry], patterns: list[str] | None) -> list[Entry]:
         return buildable
     chosen, unmatched = [], []
     for pat in patterns:
-        hits = [e for e in buildable if matches(e.variant, [pat])]
+        hits = [e for e in buildable if matches(e.variant.name, [pat])]
         if not hits:
             unmatched.append(pat)
         chosen += [e for e in hits if e not in chosen]
     if unmatched:
-        known = ", ".join(e.variant for e in buildable) or "none"
+        known = ", ".join(e.variant.name for e in buildable) or "none"
         raise UsageError(f"--variant {', '.join(unmatched)}: matches no variant of the matrix (variants: {known})")
     return chosen
 
