@@ -400,3 +400,19 @@ def test_only_settings_reads_the_environment():
             if is_environ and id(node) not in handed_on:
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: os.{node.attr}")
     assert not offenders, "\n".join(offenders)
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_a_screen():
+    """Files small enough to read in one sitting start with functions that fit on a screen: none in builder/
+    is longer than MAX_FUNCTION_LINES (decorators excluded, docstring included)."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.name} has {lines} lines")
+    assert not long, "\n".join(long)

@@ -44,15 +44,16 @@ from pathlib import Path, PurePosixPath
 
 from .. import settings
 from ..build import cache, staging
-from .cann_versions import (CANN_SRC_SUFFIXES, DEFAULT_SOC_VERSIONS, KNOWN_SOCS, SOC_ARCHS, CannVersionError,
-                             cann_mm, compiled_variant, find_install_info, group_socs, npu_arch, read_install_info)
-from ..errors import CompileError, EnvironmentProblem, UsageError
 from ..build.host import Host, cxx_version
-from ..project.model import Kernel, Project
 from ..build.render import render
+from ..errors import CompileError, EnvironmentProblem, UsageError
+from ..project.model import Kernel, Project
+from ..project.options import BuildOptions
 from ..tools import first_error, run_logged
 from ..variants import Variant
 from .base import CppExtensionBackend
+from .cann_versions import (CANN_SRC_SUFFIXES, DEFAULT_SOC_VERSIONS, KNOWN_SOCS, SOC_ARCHS, CannVersionError,
+                             cann_mm, compiled_variant, find_install_info, group_socs, npu_arch, read_install_info)
 
 FLOWS = ("ascendc", "asc")
 ASC_SUFFIXES = {".asc"}
@@ -280,10 +281,10 @@ class CANN(CppExtensionBackend):
     def defines(self) -> list[str]:
         return ["-DCANN_KERNEL"]
 
-    def kernel_flags(self, project: Project, kernel: Kernel, host: Host, options: dict) -> dict:
+    def kernel_flags(self, project: Project, kernel: Kernel, host: Host, options: BuildOptions) -> dict:
         return {"cxx": list(kernel.cxx_flags), "nvcc": [], "ascendc": list(kernel.options.get("ascendc-flags", ()))}
 
-    def archs(self, project: Project, host: Host, options: dict) -> list[str] | None:
+    def archs(self, project: Project, host: Host, options: BuildOptions) -> list[str] | None:
         """metadata.json backend.archs: the ASC npu-arch of every arch group built ("dav-2201", ...)."""
         return sorted(npu_arch(a) for a in kernel_arch_groups(project))
 

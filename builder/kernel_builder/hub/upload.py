@@ -199,19 +199,14 @@ def upload(build_dir, repo_id=None, project=None, branch=None, private=False, cr
            endpoint=None, output_json=None, allow_dirty=False, token=None) -> dict:
     """Uploads the variants under build_dir; returns (and writes to output_json) a summary of what changed.
     `token` defaults to HF_TOKEN / the saved login (see token_from_env)."""
-    from huggingface_hub import CommitOperationAdd, HfApi
-    from huggingface_hub.utils import tqdm as hf_tqdm
+    from huggingface_hub import HfApi
 
     build_dir = Path(build_dir)
     variants = variant_dirs(build_dir)
-    project = Path(project) if project else build_dir.resolve().parent
-    repo = _repo_id(repo_id, project)
+    repo = _repo_id(repo_id, Path(project) if project else build_dir.resolve().parent)
     metas = _metadata(variants)
     version = _version(metas)
-    dirty = sorted(n for n, m in metas.items() if ((m.get("provenance") or {}).get("kernel") or {}).get("dirty"))
-    if dirty and not allow_dirty:
-        raise UsageError(f"{', '.join(dirty)}: built from uncommitted sources (provenance.kernel.dirty); commit "
-                         "and rebuild, or pass --allow-dirty")
+    _refuse_dirty(metas, allow_dirty)
     _check(variants)
     plan = Plan(repo, branch or f"v{version}", version, variants)
     for d in variants.values():
@@ -226,41 +221,70 @@ def upload(build_dir, repo_id=None, project=None, branch=None, private=False, cr
               "variants": sorted(variants), "added": sorted(plan.files), "deleted": sorted(plan.deletes),
               "dry_run": dry_run, "commits": [], "card": None}
     if dry_run:
-        print(f"dry run: {repo} on {endpoint}")
-        print(f"  branch {plan.branch}: {len(plan.files)} file(s) to upload, {len(plan.deletes)} to delete")
-        for p in sorted(plan.deletes):
-            print(f"    - {p}")
-        for p in sorted(plan.files):
-            print(f"    + {p}")
-        print("  branch main: README.md (card)")
+        _print_dry_run(plan, endpoint)
     else:
-        with translate(endpoint, repo, "create repo"):
-            api.create_repo(repo, repo_type="kernel", private=private, exist_ok=True)
-        with translate(endpoint, repo, f"create branch {plan.branch}"):
-            if not create_pr:
-                api.create_branch(repo, branch=plan.branch, repo_type="kernel", exist_ok=True)
-        batches = list(_batches(plan))
-        sizes = [sum(getattr(getattr(op, "upload_info", None), "size", 0) for op in ops) for ops in batches]
-        # one bar over the bytes of all batches (huggingface_hub's tqdm: HF_HUB_DISABLE_PROGRESS_BARS silences it)
-        with hf_tqdm(total=sum(sizes), unit="B", unit_scale=True, desc=f"{repo}@{plan.branch}") as bar:
-            for i, (ops, size) in enumerate(zip(batches, sizes), 1):
-                msg = f"Upload {', '.join(sorted(variants))} (version {version})"
-                msg += f" [{i}/{len(batches)}]" if len(batches) > 1 else ""
-                with translate(endpoint, repo, f"commit to {plan.branch}"):
-                    info = api.create_commit(repo, ops, commit_message=msg, revision=plan.branch,
-                                             repo_type="kernel", create_pr=create_pr)
-                result["commits"].append({"oid": info.oid, "url": str(info.commit_url), "pr": info.pr_url})
-                bar.update(size)
-        with translate(endpoint, repo, "commit the card to main"):
-            info = api.create_commit(repo, [CommitOperationAdd("README.md", card.encode())], revision="main",
-                                     commit_message=f"Card for version {version}", repo_type="kernel",
-                                     create_pr=create_pr)
-        result["card"] = info.oid
+        result["commits"] = _push_variants(api, plan, endpoint, private, create_pr)
+        result["card"] = _push_card(api, plan, endpoint, card, create_pr)
         print(f"uploaded {len(plan.files)} file(s), deleted {len(plan.deletes)} to {repo}@{plan.branch} "
               f"({endpoint}); load with get_kernel({repo!r}, version={version})")
     if output_json:
         Path(output_json).write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _refuse_dirty(metas: dict, allow_dirty: bool) -> None:
+    """A variant built from uncommitted sources cannot be traced back to a commit: refuse it unless asked."""
+    dirty = sorted(n for n, m in metas.items() if ((m.get("provenance") or {}).get("kernel") or {}).get("dirty"))
+    if dirty and not allow_dirty:
+        raise UsageError(f"{', '.join(dirty)}: built from uncommitted sources (provenance.kernel.dirty); commit "
+                         "and rebuild, or pass --allow-dirty")
+
+
+def _print_dry_run(plan: Plan, endpoint: str) -> None:
+    print(f"dry run: {plan.repo_id} on {endpoint}")
+    print(f"  branch {plan.branch}: {len(plan.files)} file(s) to upload, {len(plan.deletes)} to delete")
+    for p in sorted(plan.deletes):
+        print(f"    - {p}")
+    for p in sorted(plan.files):
+        print(f"    + {p}")
+    print("  branch main: README.md (card)")
+
+
+def _push_variants(api, plan: Plan, endpoint: str, private: bool, create_pr: bool) -> list[dict]:
+    """Creates repo and branch, then commits the variant files in batches; returns one record per commit."""
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    repo = plan.repo_id
+    with translate(endpoint, repo, "create repo"):
+        api.create_repo(repo, repo_type="kernel", private=private, exist_ok=True)
+    with translate(endpoint, repo, f"create branch {plan.branch}"):
+        if not create_pr:
+            api.create_branch(repo, branch=plan.branch, repo_type="kernel", exist_ok=True)
+    batches = list(_batches(plan))
+    sizes = [sum(getattr(getattr(op, "upload_info", None), "size", 0) for op in ops) for ops in batches]
+    commits = []
+    # one bar over the bytes of all batches (huggingface_hub's tqdm: HF_HUB_DISABLE_PROGRESS_BARS silences it)
+    with hf_tqdm(total=sum(sizes), unit="B", unit_scale=True, desc=f"{repo}@{plan.branch}") as bar:
+        for i, (ops, size) in enumerate(zip(batches, sizes), 1):
+            msg = f"Upload {', '.join(sorted(plan.variants))} (version {plan.version})"
+            msg += f" [{i}/{len(batches)}]" if len(batches) > 1 else ""
+            with translate(endpoint, repo, f"commit to {plan.branch}"):
+                info = api.create_commit(repo, ops, commit_message=msg, revision=plan.branch,
+                                         repo_type="kernel", create_pr=create_pr)
+            commits.append({"oid": info.oid, "url": str(info.commit_url), "pr": info.pr_url})
+            bar.update(size)
+    return commits
+
+
+def _push_card(api, plan: Plan, endpoint: str, card: str, create_pr: bool) -> str:
+    """The card lives on main (the hub shows main's README), whatever branch the variants went to."""
+    from huggingface_hub import CommitOperationAdd
+
+    with translate(endpoint, plan.repo_id, "commit the card to main"):
+        info = api.create_commit(plan.repo_id, [CommitOperationAdd("README.md", card.encode())], revision="main",
+                                 commit_message=f"Card for version {plan.version}", repo_type="kernel",
+                                 create_pr=create_pr)
+    return info.oid
 
 
 __all__ = ["upload", "HubError", "variant_dirs", "token_from_env"]
