@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import __version__
+from . import __version__, backends
 from .errors import INTERRUPTED, UNEXPECTED, CompileError, KernelBuilderError, UsageError
 from .project.options import BuildOptions
 
@@ -37,8 +37,18 @@ def _project_and_host(directory: str):
 
 def _options(a) -> BuildOptions:
     archs = getattr(a, "cuda_archs", None)
+    twins = [f for f in backends.TWINS if getattr(a, f"{f}_twin", False)]
+    if len(twins) > 1:
+        raise UsageError(f"{' and '.join(f'--{f}-twin' for f in twins)}: one twin per build")
+    twin = twins[0] if twins else None
+    socs = tuple(getattr(a, "soc", None) or ())
+    if socs and not twin:
+        raise UsageError(f"--soc: only a twin build ({', '.join(f'--{f}-twin' for f in backends.TWINS)}) takes "
+                         "target chips")
+    if twin and getattr(a, "all", False):
+        raise UsageError(f"--{twin}-twin builds on this host; it does not combine with --all")
     return BuildOptions(cuda_archs=tuple(archs.replace(";", ",").split(",")) if archs else None,
-                        stable_abi=getattr(a, "stable_abi", None) or None)
+                        stable_abi=getattr(a, "stable_abi", None) or None, twin=twin, twin_targets=socs)
 
 
 def _matrix(a):
@@ -226,7 +236,8 @@ def cmd_ci(a) -> int:
 def cmd_check(a) -> int:
     from .build.check import check_tree
 
-    return check_tree(Path(a.build_dir), import_check=not a.no_import, abi_check=not a.no_abi)
+    return check_tree(Path(a.build_dir), import_check=not a.no_import, abi_check=not a.no_abi,
+                      allow_twin=a.allow_twin)
 
 
 def cmd_init(a) -> int:
@@ -276,6 +287,11 @@ def _add_build(sub) -> None:
     b.add_argument("--log-dir", help="with --all: write the per-variant logs here (default: kernel-builder's cache)")
     b.add_argument("--cuda-archs", help="only these CUDA capabilities, e.g. '9.0' or '8.0,9.0' (development builds)")
     b.add_argument("--stable-abi", help=argparse.SUPPRESS)  # set by `--all` for a torch-stable-abi variant
+    for family in backends.TWINS:
+        b.add_argument(f"--{family}-twin", action="store_true", help=f"build only the {family} kernels, compiled "
+                       "for this CPU and run in kernel-builder's twin of the hardware (a test build: not publishable)")
+    b.add_argument("--soc", action="append", metavar="SOC", help="with a twin build: the chip the twin stands for, "
+                   "e.g. Ascend910B1 or Ascend310P3 for --cann-twin (repeatable, one arch group)")
     b.add_argument("-v", "--verbose", action="store_true", help="print compiler commands and output")
     _matrix_args(b)
     b.set_defaults(func=cmd_build)
@@ -327,6 +343,8 @@ def _add_check(sub) -> None:
     c.add_argument("build_dir")
     c.add_argument("--no-import", action="store_true", help="skip the import check")
     c.add_argument("--no-abi", action="store_true", help="skip the abi3/manylinux check")
+    c.add_argument("--allow-twin", action="store_true", help="check a twin build (--cann-twin) like any other "
+                   "instead of failing it as not publishable")
     c.set_defaults(func=cmd_check)
 
 

@@ -47,6 +47,9 @@ class Settings:
     torch_cuda_arch_list: str | None = None
     # ASCEND_HOME_PATH, else ASCEND_TOOLKIT_HOME (both set by CANN's set_env.sh): the CANN toolkit.
     ascend_home: str | None = None
+    # KERNEL_BUILDER_ASCEND_SRC: a folder holding Huawei's open Ascend C sources (asc-devkit/, asc-tools/,
+    # libboundscheck/) for `build --cann-twin` when no CANN toolkit is set; read there at build time, never copied.
+    ascend_src: Path | None = None
     # HF_TOKEN: the write token for `upload` (else the one saved by `hf auth login`); never printed.
     hf_token: str | None = None
     # HF_ENDPOINT: the hub `upload` talks to when --endpoint is not given (default huggingface.co).
@@ -79,6 +82,7 @@ class Settings:
             cuda_home=get("CUDA_HOME", "CUDA_PATH"),
             torch_cuda_arch_list=env.get("TORCH_CUDA_ARCH_LIST"),
             ascend_home=get("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME"),
+            ascend_src=Path(v) if (v := get("KERNEL_BUILDER_ASCEND_SRC")) else None,
             hf_token=get("HF_TOKEN"),
             hf_endpoint=get("HF_ENDPOINT"),
             src_hf_token=get("SRC_HF_TOKEN"),

@@ -27,6 +27,11 @@ ENTRIES: dict[str, str] = {
     "cann": f"{__name__}.cann",
 }
 
+# family -> module of its CPU twin mode, which defines `twin(targets) -> backend` (build --<family>-twin).
+TWINS: dict[str, str] = {
+    "cann": f"{__name__}.cann_twin",
+}
+
 _loaded: dict[str, Any] = {}
 
 
@@ -66,3 +71,13 @@ def get(family: str) -> Any:
                                  f"(built: {', '.join(ENTRIES) or 'none'})")
         _loaded[family] = importlib.import_module(module).BACKEND
     return _loaded[family]
+
+
+def get_twin(family: str, targets: tuple[str, ...]) -> Any:
+    """The backend of `family` in its CPU twin mode for `targets` (the chips it stands for); UsageError when
+    the family has none. The twin module validates the targets and finds its tools (EnvironmentProblem)."""
+    module = TWINS.get(family)
+    if module is None:
+        raise UsageError(f"--{family}-twin: backend {family!r} has no CPU twin "
+                         f"(twins: {', '.join(TWINS) or 'none'})")
+    return importlib.import_module(module).twin(targets)

@@ -26,6 +26,7 @@ class Backend(Protocol):
     row_keys: frozenset[str]  # keys of its [[env]] rows in matrix.toml beyond the common ones
     scaffold: tuple[str, str] | None  # `init`: (kernel source path with {module}, template), None: not offered
     no_source_problem: str  # the error when a kernel's src lists nothing `compiles` accepts
+    work_tag: str  # appended to the variant name for its work directory (a twin shares its variant's name)
 
     # --- build.toml ---
     def source_problem(self, rel: str) -> str | None:
@@ -110,6 +111,7 @@ class CppExtensionBackend:
     scaffold: tuple[str, str] | None = None
     allowed_suffixes = SOURCE_SUFFIXES | HEADER_SUFFIXES
     no_source_problem = "names no source file to compile (only headers)"
+    work_tag = ""
 
     def source_problem(self, rel: str) -> str | None:
         if Path(rel).suffix not in self.allowed_suffixes:

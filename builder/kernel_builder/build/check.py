@@ -73,7 +73,7 @@ class _Findings(list):
         self.append(f"{self.vdir.name}/{rel}: {rule}: {detail}")
 
 
-def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
+def check_variant(vdir: Path, import_check: bool, abi_check: bool, allow_twin: bool = False) -> list[str]:
     """Every violation of one variant directory. Later rules need earlier ones to hold (a metadata.json
     that parses, files the digest can name), so each stage runs only when the ones before found nothing."""
     bad = _Findings(vdir)
@@ -82,6 +82,9 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool) -> list[str]:
     if meta is None or bad:
         return bad
     _check_contents(vdir, v, meta, bad)
+    if twin_of(meta) and not allow_twin:
+        bad("metadata.json", "twin", f"twin build: not publishable ({twin_of(meta)}; its kernels ran on the CPU "
+            "in kernel-builder's twin, not on the hardware they were written for); --allow-twin checks it anyway")
     _check_digest(vdir, meta, bad)
     if bad:
         return bad
@@ -188,6 +191,18 @@ def _check_digest(vdir: Path, meta: dict, bad: _Findings) -> None:
             bad(rel, "digest", what)
 
 
+def twin_of(meta: dict) -> str | None:
+    """What a twin build stands for ("cann Ascend910B1, arch group c220"), None for a real build:
+    provenance.twin, written by a backend's twin mode (see backends/cann_twin.py)."""
+    twin = (meta.get("provenance") or {}).get("twin") if isinstance(meta.get("provenance"), dict) else None
+    if not twin:
+        return None
+    if not isinstance(twin, dict):
+        return "a twin build"
+    socs = twin.get("soc") or ""
+    return f"a {twin.get('backend', 'hardware')} twin of {', '.join(socs) if isinstance(socs, list) else socs}"
+
+
 IMPORT_TIMEOUT = 600.0
 
 
@@ -250,7 +265,7 @@ def abi_problems(vdir: Path, manylinux: str = "manylinux_2_28", python_abi: str 
     return out
 
 
-def check_tree(path: Path, import_check: bool = True, abi_check: bool = True) -> int:
+def check_tree(path: Path, import_check: bool = True, abi_check: bool = True, allow_twin: bool = False) -> int:
     from ..errors import CheckFailed, UsageError
 
     if not path.is_dir():
@@ -263,7 +278,7 @@ def check_tree(path: Path, import_check: bool = True, abi_check: bool = True) ->
             problems.append(f"{e.name}: layout: a build directory holds only variant directories")
             continue
         checked += 1
-        found = check_variant(e, import_check, abi_check)
+        found = check_variant(e, import_check, abi_check, allow_twin)
         print(f"{'FAIL' if found else 'ok  '} {e.name}")
         problems += found
     if not checked:

@@ -42,7 +42,21 @@ def select(project: Project, host: Host | None, options: BuildOptions) -> list[S
     """One entry per backend the project names, in general.backends order."""
     if project.torch is None:  # pure Python: one host-independent variant per backend, nothing to compile
         return [Selection(f, noarch(f)) for f in project.general.backends]
+    if options.twin:
+        if options.twin not in project.general.backends:
+            raise UsageError(f"{project.file}: --{options.twin}-twin: general.backends does not name {options.twin!r}")
+        return [_select_one(project, f, host, options) if f == options.twin else
+                Selection(f, None, f"--{options.twin}-twin builds the {options.twin} kernels only")
+                for f in project.general.backends]
     return [_select_one(project, family, host, options) for family in project.general.backends]
+
+
+def backend_for(family: str, options: BuildOptions):
+    """The backend that builds `family` under `options`: the registered one, or its CPU twin mode when the
+    options ask for one (which validates its targets and finds its tools: UsageError, EnvironmentProblem)."""
+    if options.twin == family:
+        return backends.get_twin(family, options.twin_targets)
+    return backends.get(family)
 
 
 def _select_one(project: Project, family: str, host: Host, options: BuildOptions) -> Selection:
@@ -51,7 +65,7 @@ def _select_one(project: Project, family: str, host: Host, options: BuildOptions
         return Selection(family, None, "no [kernel.*] table for this backend")
     if not backends.is_built(family):
         return Selection(family, None, f"backend {family} is not built by kernel-builder yet")
-    backend = backends.get(family)
+    backend = backend_for(family, options)
     t = project.torch
     reason = backend.unavailable(host)
     if not reason and t.minver and host.torch_mm < _vt(t.minver):
@@ -102,13 +116,16 @@ class Plan:
     deps: tuple[deps.Dependency, ...] = ()  # header trees staging fetches before compiling
 
 
+OWN_SUFFIXES = (".py", ".toml", ".h", ".hpp", ".c", ".cc", ".cpp")  # modules, data, the twin's C++ runtime
+
+
 def own_files() -> dict[str, Path]:
     """kernel-builder's own files that can shape an output, by a name that does not depend on where the
     package is installed: every module and template (a new module cannot be forgotten), except those that
     shape none (the Dockerfile, CI templates)."""
     tdir = template_dir()
     own = {f"kernel_builder/{p.relative_to(PACKAGE_DIR).as_posix()}": p for p in sorted(PACKAGE_DIR.rglob("*"))
-           if p.suffix in (".py", ".toml") and "__pycache__" not in p.parts}
+           if p.suffix in OWN_SUFFIXES and "__pycache__" not in p.parts}
     own.update({f"templates/{p.relative_to(tdir).as_posix()}": p for p in sorted(tdir.rglob("*"))
                 if p.is_file() and p.name != "Dockerfile" and p.parent.name != "ci"})
     return own
@@ -134,17 +151,18 @@ def stable_abi_defines(variant: Variant) -> list[str]:
 
 
 def make_plan(project: Project, sel: Selection, host: Host | None, options: BuildOptions) -> Plan:
-    workdir = cache.variant_path(project.root, project.general.name, sel.variant.name)
+    backend = backend_for(sel.family, options) if project.torch is not None else None
+    workdir = cache.variant_path(project.root, project.general.name,
+                                 sel.variant.name + (backend.work_tag if backend else ""))
     if project.torch is None:
         fp = hash_inputs(project, [__version__, sel.variant.name])
         return Plan(project, sel.family, None, sel.variant, (), fp, f"_{project.general.module}_{sel.family}_{fp[:10]}",
                     workdir, [], {}, None)
-    backend = backends.get(sel.family)
     all_deps = tuple(dict.fromkeys(d for k in sel.kernels for d in sel.deps.get(k.name, []) if d.include))
     fp = hash_inputs(project, [__version__, sel.variant.name, host.torch_version, backend.toolchain(host),
                                json.dumps(options.fingerprint(), sort_keys=True), ",".join(k.name for k in sel.kernels),
                                json.dumps({k: [d.key for d in v] for k, v in sel.deps.items()}, sort_keys=True)])
-    kernel_id = f"_{project.general.module}_{sel.family}_{fp[:10]}"
+    kernel_id = f"_{project.general.module}_{sel.variant.backend_type}_{fp[:10]}"  # the loader's family: cpu for a twin
     groups, generated = _compile_groups(project, sel, host, options, backend, kernel_id, workdir / "gen")
     return Plan(project, sel.family, backend, sel.variant, sel.kernels, fp, kernel_id, workdir, groups,
                 generated, backend.archs(project, host, options), all_deps)

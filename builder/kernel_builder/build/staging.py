@@ -81,14 +81,15 @@ def finish(plan: Plan, so: Path, linker: str) -> Path:
     return so
 
 
-def compile_cpp_extension(plan: Plan, extension: str, extra_env: dict[str, str], verbose: bool) -> Path:
+def compile_cpp_extension(plan: Plan, extension: str, extra_env: dict[str, str], verbose: bool,
+                          extra_ldflags: list[str] | tuple[str, ...] = ()) -> Path:
     """The cpp_extension path: write the job, run `python -m kernel_builder.build.compile` (torch's BuildExtension +
     ninja) with its output in the variant's build.log, and stage `<id>.abi3.so`."""
     write_generated(plan)
     stage = clear_stage(plan)
     so = stage / f"{plan.kernel_id}.abi3.so"
     job = {"name": plan.kernel_id, "extension": extension, "stage": str(stage),
-           "build_temp": str(plan.workdir / "obj"), "groups": plan.groups, "ldflags": ["-Wl,--strip-debug"]}
+           "build_temp": str(plan.workdir / "obj"), "groups": plan.groups, "ldflags": ["-Wl,--strip-debug", *extra_ldflags]}
     job_file = plan.workdir / "compile.json"
     cache.write_atomic(job_file, json.dumps(job, indent=1))
     env = dict(os.environ)
@@ -115,7 +116,7 @@ def variant_files(plan: Plan, so: Path | None) -> dict[str, bytes]:
     files["_ops.py"] = render("_ops.py.j2", id=plan.kernel_id, compiled=so is not None).encode()
     if so is not None:
         files[so.name] = so.read_bytes()
-    backend = {"type": plan.family}
+    backend = {"type": plan.variant.backend_type}  # the loader's family; a twin of cann is a cpu variant
     if plan.archs is not None:
         backend["archs"] = plan.archs
     prov = layout.provenance(plan.project)

@@ -206,6 +206,7 @@ def upload(build_dir, repo_id=None, project=None, branch=None, private=False, cr
     repo = _repo_id(repo_id, Path(project) if project else build_dir.resolve().parent)
     metas = _metadata(variants)
     version = _version(metas)
+    _refuse_twins(metas)
     _refuse_dirty(metas, allow_dirty)
     _check(variants)
     plan = Plan(repo, branch or f"v{version}", version, variants)
@@ -238,6 +239,17 @@ def _refuse_dirty(metas: dict, allow_dirty: bool) -> None:
     if dirty and not allow_dirty:
         raise UsageError(f"{', '.join(dirty)}: built from uncommitted sources (provenance.kernel.dirty); commit "
                          "and rebuild, or pass --allow-dirty")
+
+
+def _refuse_twins(metas: dict) -> None:
+    """A twin build ran its kernels on the CPU in our stand-in for the hardware: a test artefact, never a
+    kernel to publish (no flag overrides this)."""
+    from ..build.check import twin_of
+
+    twins = sorted(f"{n} ({twin_of(m)})" for n, m in metas.items() if twin_of(m))
+    if twins:
+        raise UsageError(f"{', '.join(twins)}: a twin build (--cann-twin) is for testing and is never uploaded; "
+                         "build the real variant (on a host with the toolkit, or with build --all)")
 
 
 def _print_dry_run(plan: Plan, endpoint: str) -> None:

@@ -135,7 +135,13 @@ class KbRmsNormKernel {
     if constexpr (sizeof(T) == sizeof(float)) {
       Muls(dst, src, 1.0f, cols_);
     } else {
+#if KB_RMS_M200
+      // Ascend310P's float->half conversion has no CAST_RINT (the API refuses it there: found by the CPU
+      // twin); CAST_NONE rounds to nearest even when precision is lost, the same result.
+      Cast(dst, src, RoundMode::CAST_NONE, cols_);
+#else
       Cast(dst, src, RoundMode::CAST_RINT, cols_);
+#endif
     }
   }
 
