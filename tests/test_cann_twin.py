@@ -26,7 +26,8 @@ ASCEND = SHARED / "ascend"
 needs_ascend = pytest.mark.skipif(not (ASCEND / "asc-devkit").is_dir(), reason=(
     f"Huawei's open Ascend C sources are not at {ASCEND} (CI has them beside the repo; elsewhere clone "
     "hicann/asc-devkit, hicann/asc-tools and libboundscheck there)"))
-RMSNORM_NPU_TESTS = KERNELS_SRC / "rmsnorm" / "tests" / "test_rmsnorm_npu.py"
+NPU_TESTS = {"rmsnorm": KERNELS_SRC / "rmsnorm" / "tests" / "test_rmsnorm_npu.py",
+             "activation": KERNELS_SRC / "activation" / "tests" / "test_activation_npu.py"}
 
 
 # --- planning: entry points, SoCs, options ------------------------------------------------------------
@@ -121,17 +122,18 @@ def twin_build(project: Path, out: Path, soc: str, cache: Path):
 
 
 class TwinTrees(dict):
-    """kernels_src/rmsnorm built as a twin of a SoC on first use (one cache for all of them)."""
+    """A kernels_src project built as a twin of a SoC on first use: (project, soc) -> build dir; one cache."""
 
     def __init__(self, base: Path):
         super().__init__()
         self.base = base
         self.cache = base / "cache"
 
-    def __missing__(self, soc: str) -> Path:
-        out = self.base / soc / "build"
-        print(twin_build(KERNELS_SRC / "rmsnorm", out, soc, self.cache).stdout)
-        self[soc] = out
+    def __missing__(self, key: tuple[str, str]) -> Path:
+        project, soc = key
+        out = self.base / project / soc / "build"
+        print(twin_build(KERNELS_SRC / project, out, soc, self.cache).stdout)
+        self[key] = out
         return out
 
 
@@ -142,7 +144,7 @@ def twin_trees(tmp_path_factory) -> TwinTrees:
     return TwinTrees(tmp_path_factory.mktemp("twin"))
 
 
-def run_kernel_tests(tree: Path, test_file: Path = RMSNORM_NPU_TESTS) -> subprocess.CompletedProcess:
+def run_kernel_tests(tree: Path, test_file: Path) -> subprocess.CompletedProcess:
     """The kernel's own NPU tests, against `tree`, in a fresh interpreter (as a user runs them)."""
     env = dict(os.environ, KERNEL_BUILD_DIR=str(tree), PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs", str(test_file)],
@@ -157,7 +159,7 @@ def _variant(tree: Path) -> Path:
 @needs_ascend
 @pytest.mark.parametrize("soc, group", [("Ascend910B1", "c220"), ("Ascend310P3", "m200")])
 def test_twin_tree_is_a_cpu_variant_that_says_it_is_a_twin(twin_trees, soc, group):
-    variant = _variant(twin_trees[soc])
+    variant = _variant(twin_trees["rmsnorm", soc])
     assert variant.name.endswith("-cpu-x86_64-linux") or variant.name.endswith("-cpu-aarch64-linux")
     meta = json.loads((variant / "metadata.json").read_text())
     assert meta["backend"] == {"type": "cpu"}
@@ -168,8 +170,10 @@ def test_twin_tree_is_a_cpu_variant_that_says_it_is_a_twin(twin_trees, soc, grou
 
 @needs_ascend
 @pytest.mark.parametrize("soc", ["Ascend910B1", "Ascend310P3"])
-def test_the_kernels_npu_tests_pass_in_the_twin(twin_trees, soc):
-    r = run_kernel_tests(twin_trees[soc])
+@pytest.mark.parametrize("project", ["rmsnorm", "activation"])
+def test_the_kernels_npu_tests_pass_in_the_twin(twin_trees, project, soc):
+    """Every cann op of kernels_src, on both twin arch groups, held by the kernel's own NPU tests."""
+    r = run_kernel_tests(twin_trees[project, soc], NPU_TESTS[project])
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     passed = int(r.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed >= 25, r.stdout[-2000:]
@@ -180,7 +184,7 @@ def test_the_kernels_npu_tests_pass_in_the_twin(twin_trees, soc):
 
 @needs_ascend
 def test_check_fails_a_twin_tree_unless_allowed(twin_trees):
-    tree = twin_trees["Ascend910B1"]
+    tree = twin_trees["rmsnorm", "Ascend910B1"]
     r = run_cli("check", tree, check=False)
     assert r.returncode == 5 and "twin build: not publishable" in r.stdout + r.stderr, r.stdout + r.stderr
     # import check included (it loads on this torch); --no-abi: a twin is built for this machine, never shipped,
@@ -191,7 +195,7 @@ def test_check_fails_a_twin_tree_unless_allowed(twin_trees):
 @needs_ascend
 def test_upload_refuses_a_twin_tree_before_any_network_call(twin_trees):
     # port 9 (discard) on loopback: a network call would be exit 7, not the refusal
-    r = run_cli("upload", twin_trees["Ascend910B1"], "--repo-id", "me/rmsnorm", "--endpoint", "http://127.0.0.1:9",
+    r = run_cli("upload", twin_trees["rmsnorm", "Ascend910B1"], "--repo-id", "me/rmsnorm", "--endpoint", "http://127.0.0.1:9",
                 env={"HF_TOKEN": "hf_test"}, check=False)
     _one_line(r, 2, "a twin build (--cann-twin) is for testing and is never uploaded")
 

@@ -7,6 +7,13 @@
 #include "registration.h"
 #include "torch_binding.h"
 
+#if defined(CANN_KERNEL)
+// The Ascend NPU launchers (kb_activation::launch_act_and_mul / launch_act):
+// host C++ against torch_npu, launching the Ascend C kernels of
+// activation_cann/.
+#include "activation_cann/activation_npu.h"
+#endif
+
 namespace {
 
 using kb_activation::Activation;
@@ -67,6 +74,10 @@ void check_common(const at::Tensor& out, const at::Tensor& input,
 #elif defined(CPU_KERNEL)
   TORCH_CHECK(input.is_cpu(), op, ": this build of the kernel expects CPU "
               "tensors, got ", input.device());
+#elif defined(CANN_KERNEL)
+  TORCH_CHECK(input.device().type() == c10::DeviceType::PrivateUse1, op,
+              ": this build of the kernel expects NPU tensors, got ",
+              input.device());
 #endif
   TORCH_CHECK(at::has_internal_overlap(out) != at::MemOverlap::Yes, op,
               ": out must not have internally overlapping memory (e.g. an "
@@ -168,5 +179,19 @@ TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops) {
   ops.impl("gelu_quick", KB_ACT_DEVICE, &gelu_quick);
 #endif
 }
+
+#if defined(CANN_KERNEL)
+// torch_npu registers the NPU as the PrivateUse1 device.
+TORCH_LIBRARY_IMPL_EXPAND(TORCH_EXTENSION_NAME, PrivateUse1, ops) {
+  ops.impl("silu_and_mul", &silu_and_mul);
+  ops.impl("gelu_and_mul", &gelu_and_mul);
+  ops.impl("gelu_tanh_and_mul", &gelu_tanh_and_mul);
+  ops.impl("silu", &silu);
+  ops.impl("gelu", &gelu);
+  ops.impl("gelu_tanh", &gelu_tanh);
+  ops.impl("gelu_fast", &gelu_fast);
+  ops.impl("gelu_quick", &gelu_quick);
+}
+#endif
 
 REGISTER_EXTENSION(TORCH_EXTENSION_NAME)
