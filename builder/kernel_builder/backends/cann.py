@@ -122,7 +122,8 @@ ASCENDC_CMAKE_DIRS = ("tools/tikcpp/ascendc_kernel_cmake", "compiler/tikcpp/asce
                       "ascendc_devkit/tikcpp/samples/cmake")  # where CANN releases put ascendc.cmake
 ASC_CONFIG_NAMES = ("asc-config.cmake", "ASCConfig.cmake")  # what find_package(ASC) looks for
 ASC_CONFIG_DIRS = ("compiler/tikcpp/ascendc_kernel_cmake", "tools/tikcpp/ascendc_kernel_cmake", "lib64/cmake/asc",
-                   "lib64/cmake/ASC", "lib/cmake/asc", "lib/cmake/ASC", "cmake/asc", "share/cmake/asc")
+                   "lib64/cmake/ASC", "lib/cmake/asc", "lib/cmake/ASC", "cmake/asc", "share/cmake/asc",
+                   "lib64/cmake")  # asc-devkit installs it in <arch>-linux/lib64/cmake (+ a link in the first)
 FLOW_ENV = "KERNEL_BUILDER_CANN_FLOW"  # "asc" or "ascendc": overrides the probe
 
 

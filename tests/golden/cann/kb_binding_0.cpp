@@ -6,6 +6,9 @@
 
 #undef TORCH_EXTENSION_NAME
 #define TORCH_EXTENSION_NAME _add_npu_cann_0123abc
+#if defined(KB_CANN_TWIN)
+#include "kb_twin_binding.h"  // a CPU-twin build: the NPU binding runs on CPU tensors
+#endif
 #include "torch-ext/torch_binding.cpp"
 
 
