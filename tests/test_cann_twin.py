@@ -215,3 +215,15 @@ def test_the_twin_catches_an_indexing_bug(tmp_path, twin_trees):
     assert r.returncode == 1, r.stdout[-3000:]
     failed = [ln for ln in r.stdout.splitlines() if ln.startswith("FAILED")]
     assert failed and all("test_strided_rows" in ln for ln in failed), r.stdout[-3000:]
+
+
+@needs_ascend
+def test_a_twin_never_replaces_a_real_cpu_build(tmp_path, built_kernels):
+    """A twin is named like this torch's CPU variant: building one where a real CPU build lives is refused."""
+    out = tmp_path / "build"
+    shutil.copytree(built_kernels["rmsnorm"], out)
+    before = sorted(p.name for p in out.iterdir())
+    r = run_cli("build", KERNELS_SRC / "rmsnorm", "--cann-twin", "--soc", "Ascend910B1", "--out", out,
+                env={"KERNEL_BUILDER_ASCEND_SRC": str(ASCEND)}, check=False)
+    _one_line(r, 2, "holds a real", "a twin build would replace")
+    assert sorted(p.name for p in out.iterdir()) == before

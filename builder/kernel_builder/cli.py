@@ -81,7 +81,9 @@ def cmd_build(a) -> int:
     if not todo:
         raise UsageError(f"{project.file}: nothing to build on this host "
                          f"({'; '.join(f'{s.family}: {s.reason}' for s in selections)})")
-    out = Path(a.out) if a.out else project.root / "build"
+    out = Path(a.out) if a.out else project.root / ("build-twin" if options.twin else "build")
+    if options.twin:
+        _refuse_to_replace_real_builds(out, todo)
     plans = [make_plan(project, s, host, options) for s in todo]  # plan all before compiling any
     for s in todo:
         for note in s.notes:
@@ -96,6 +98,23 @@ def cmd_build(a) -> int:
               f"layout {r.layout_s:.2f} s, {r.size / 1024:.0f} KiB -> {out / plan.variant.name}", flush=True)
     print(f"done in {time.monotonic() - t0:.2f} s")
     return 0
+
+
+def _refuse_to_replace_real_builds(out: Path, todo) -> None:
+    """A twin is named like this torch's real CPU variant: it must never silently take that build's place."""
+    import json
+
+    from .build.check import twin_of
+
+    for s in todo:
+        meta = out / s.variant.name / "metadata.json"
+        try:
+            real = not twin_of(json.loads(meta.read_text()))
+        except (OSError, ValueError):
+            continue  # nothing there (or not ours to judge): the build writes a new directory
+        if real:
+            raise UsageError(f"{out / s.variant.name}: holds a real {s.variant.name} build, which a twin build "
+                             "would replace; choose another --out (the default for twin builds is DIR/build-twin)")
 
 
 def cmd_build_all(a) -> int:
