@@ -21,6 +21,7 @@ make none. Generated headers and objects go to kernel-builder's cache.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -282,7 +283,7 @@ def _generate_tiling_header(recipe, api_root: Path, log, variant, verbose: bool)
     target = recipe.gen_dir / twin_recipe.TILING_HEADER
     if target.is_file():
         return
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")  # two builds may generate it at once
     tmp.parent.mkdir(parents=True, exist_ok=True)
     rc = run_logged(twin_recipe.tiling_command(recipe, api_root, tmp), log, f"{variant}: generate kernel_tiling.h",
                     verbose=verbose)
