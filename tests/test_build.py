@@ -153,11 +153,14 @@ def test_list_variants_explains_skips(tiny_project, private_cache):
 
 
 def test_cutlass_dependency_refused_with_its_name(tiny_project, tmp_path, private_cache):
+    """Not on PyPI and its source release unreachable (tests/test_cutlass_fetch.py serves one): exit 3, one
+    line naming it, the address tried and the variables; nothing installed."""
     text = (tiny_project / "build.toml").read_text().replace('depends = ["torch"]', 'depends = ["torch", "cutlass_3_9"]')
     (tiny_project / "build.toml").write_text(text)
-    r = run_cli("build", tiny_project, "--out", tmp_path / "out", check=False)
-    assert r.returncode == 2, r.stderr
-    assert "kernel.relu_cpu.depends" in r.stderr and "cutlass_3_9" in r.stderr and "KERNEL_BUILDER_CUTLASS_3_9" in r.stderr
+    url = "http://127.0.0.1:9/{tag}.tar.gz"
+    r = run_cli("build", tiny_project, "--out", tmp_path / "out", env={"KERNEL_BUILDER_CUTLASS_URL": url}, check=False)
+    assert r.returncode == 3, r.stderr
+    assert "cutlass_3_9" in r.stderr and "http://127.0.0.1:9/v3.9.0.tar.gz" in r.stderr and "KERNEL_BUILDER_CUTLASS_3_9" in r.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -39,6 +39,11 @@ class Settings:
     # KERNEL_BUILDER_CUTLASS_<MAJOR>_<MINOR>: an include/ directory with those CUTLASS headers, used instead
     # of fetching the nvidia-cutlass wheel (air-gapped sites, a patched CUTLASS).
     cutlass_dirs: dict[tuple[int, int], Path] = field(default_factory=dict)
+    # KERNEL_BUILDER_CUTLASS_URL: where to download the CUTLASS source tarball for a cutlass_X_Y that PyPI's
+    # nvidia-cutlass does not carry (a mirror; `{tag}` in it becomes vX.Y.0), instead of CUTLASS's GitHub release.
+    cutlass_url: str | None = None
+    # KERNEL_BUILDER_CUTLASS_SHA256: the sha256 that tarball must have (else the pinned one, else unverified).
+    cutlass_sha256: str | None = None
     # CXX: the C++ compiler cpp_extension uses (and our fingerprint records); default c++.
     cxx: str = "c++"
     # CUDA_HOME, else CUDA_PATH: the CUDA toolkit; else nvcc on PATH says where it is.
@@ -78,6 +83,8 @@ class Settings:
             provenance=_json("KERNEL_BUILDER_PROVENANCE", provenance),
             cann_flow=(get("KERNEL_BUILDER_CANN_FLOW") or "").strip() or None,
             cutlass_dirs=cutlass,
+            cutlass_url=(get("KERNEL_BUILDER_CUTLASS_URL") or "").strip() or None,
+            cutlass_sha256=(get("KERNEL_BUILDER_CUTLASS_SHA256") or "").strip().lower() or None,
             cxx=get("CXX") or "c++",
             cuda_home=get("CUDA_HOME", "CUDA_PATH"),
             torch_cuda_arch_list=env.get("TORCH_CUDA_ARCH_LIST"),
