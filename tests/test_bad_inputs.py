@@ -35,7 +35,7 @@ def _expect(case: Path) -> dict:
 def _copy_case(case: Path, tmp_path: Path) -> Path:
     """A private copy (without expect.toml), so that nothing can ever be written into the repository."""
     dst = tmp_path / "project" / case.name
-    shutil.copytree(case, dst, ignore=shutil.ignore_patterns("expect.toml"))
+    shutil.copytree(case, dst, symlinks=True, ignore=shutil.ignore_patterns("expect.toml"))
     return dst
 
 

@@ -25,7 +25,7 @@ class Backend(Protocol):
     general_keys: frozenset[str]  # keys of [general.<family>] beyond python-depends / kernel-depends
     row_keys: frozenset[str]  # keys of its [[env]] rows in matrix.toml beyond the common ones
     scaffold: tuple[str, str] | None  # `init`: (kernel source path with {module}, template), None: not offered
-    no_source_problem: str  # the error when a kernel's src lists nothing `compiles` accepts
+    no_source_note: str  # the note when a kernel's src lists nothing `compiles` accepts (a header-only kernel)
     work_tag: str  # appended to the variant name for its work directory (a twin shares its variant's name)
 
     # --- build.toml ---
@@ -33,8 +33,8 @@ class Backend(Protocol):
         """Why `rel` may not be listed in a kernel's src (None: it may)."""
 
     def compiles(self, rel: str) -> bool:
-        """Whether `rel` is a source this backend compiles (a kernel needs at least one; else
-        `no_source_problem`, the error naming kernel.<name>.src)."""
+        """Whether `rel` is a source this backend compiles (a kernel with none is header-only: nothing of it
+        is compiled, and `no_source_note` is the note naming kernel.<name>.src)."""
 
     def read_kernel(self, reader, prefix: str, table: dict) -> dict:
         """Kernel.options: this backend's keys of one [kernel.*] table, validated (reader.fail on error)."""
@@ -110,7 +110,7 @@ class CppExtensionBackend:
     row_keys: frozenset[str] = frozenset()
     scaffold: tuple[str, str] | None = None
     allowed_suffixes = SOURCE_SUFFIXES | HEADER_SUFFIXES
-    no_source_problem = "names no source file to compile (only headers)"
+    no_source_note = "names no source file to compile (only headers): a header-only kernel, nothing compiled"
     work_tag = ""
 
     def source_problem(self, rel: str) -> str | None:

@@ -201,7 +201,7 @@ class CANN(CppExtensionBackend):
     family = "cann"
     kernel_keys = frozenset({"soc-versions", "ascendc-flags"})
     row_keys = frozenset({"cann", "torch-npu"})
-    no_source_problem = "names no Ascend C source (.cpp, .asc) to compile (only headers)"
+    no_source_note = "names no Ascend C source (.cpp, .asc) to compile (only headers): a header-only kernel, nothing compiled"
 
     @staticmethod
     def _version_for(host: Host | None) -> str:
@@ -357,6 +357,8 @@ def render_project(project: Project, *, ext_id: str, glibcxx_abi: int, torch_mm:
         if set(soc_versions(k)) & set(groups[arch_group]) == set():
             continue  # this kernel does not target the group being built
         sources = [s for s in k.src if PurePosixPath(s).suffix in KERNEL_SOURCE_SUFFIXES]
+        if not sources:
+            continue  # a header-only kernel (only used through include): no library of its own
         if flow == "ascendc" and any(PurePosixPath(s).suffix in ASC_SUFFIXES for s in sources):
             raise ValueError(f"{project.file}: [kernel.{k.name}] has .asc sources, which only the asc flow compiles")
         kernel_ctx.append({

@@ -195,6 +195,8 @@ def _compile_groups(project: Project, sel: Selection, host: Host, options: Build
         binding_sources.append(str(gen / "glibc_compat.cpp"))
     add(binding_sources, base_includes, common + list(t.cxx_flags), nvcc_common)
     for k in sel.kernels:
+        if not k.sources:
+            continue  # a header-only kernel (used by another through include): nothing of its own to compile
         flags = backend.kernel_flags(project, k, host, options)
         srcs = []
         for rel in k.sources:

@@ -19,7 +19,7 @@ else:  # pragma: no cover
 
 from .. import backends
 from ..errors import ConfigError
-from .model import (COMMON_KERNEL_KEYS, SOURCE_SUFFIXES, General, Hub,  # noqa: F401 (re-exported)
+from .model import (COMMON_KERNEL_KEYS, HEADER_SUFFIXES, SOURCE_SUFFIXES, General, Hub,  # noqa: F401 (re-exported)
                       Kernel, Project, TorchExt, TorchNoarch, line_of)
 from ..variants import FAMILIES
 
@@ -27,6 +27,9 @@ NAME_RE = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")
 KERNEL_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
+HTTP_URL_RE = re.compile(r"^https?://\S+$")
+# What HF's parser takes as a git URL beyond http(s): accepted, with a note (metadata.json keeps it as written).
+GIT_URL_RE = re.compile(r"^(?:(?:git|ssh|git\+ssh|git\+https|git\+http)://\S+|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:\S+)$")
 
 ALL_BACKENDS = tuple(sorted(FAMILIES))  # what general.backends may name: every family the loader knows
 # Kernel tables of families HF's format has but kernel-builder does not build: parsed, checked for unknown
@@ -41,6 +44,7 @@ KNOWN_DEPENDS = ("torch", "cutlass_2_10", "cutlass_3_5", "cutlass_3_6", "cutlass
 # The loader's allow-list (kernels 0.17.2 python_depends.json): general, then per backend.
 PYTHON_DEPENDS = {"general": ("einops", "helion", "tvm-ffi"),
                   "cuda": ("nvidia-cutlass-dsl",), "neuron": ("nki",), "xpu": ("onednn",)}
+HF_FAMILIES = ("cpu", "cuda", "metal", "neuron", "rocm", "tpu", "xpu")  # kernel backends HF's own format has
 GENERAL_BACKEND_TABLES = ("cuda", "neuron", "xpu", "tpu")  # [general.<family>] tables HF's format has
 _GENERAL_KEYS = {"name", "version", "edition", "license", "upstream", "source", "backends", "hub",
                  "kernel-depends", "python-depends", *GENERAL_BACKEND_TABLES}
@@ -72,6 +76,13 @@ class _Reader:
     def __init__(self, path: Path, text: str):
         self.path, self.text = path, text
         self.lines = text.splitlines()
+        self.notes: list[str] = []  # lint-level findings: one line each, printed as `note: ...`
+
+    def note(self, key: str, problem: str, value=None):
+        if value is not None:
+            problem = f"{problem} (got {value!r})"
+        line = self.line_of(key)
+        self.notes.append(f"{self.path}{f':{line}' if line else ''}: {key}: {problem}")
 
     def fail(self, key: str, problem: str, value=None):
         if value is not None:
@@ -101,7 +112,9 @@ class _Reader:
         return v
 
     def str_list(self, table: dict, key: str, prefix: str, required=False, non_empty=False, unique=False,
-                 paths=False):
+                 paths=False, dedupe=False):
+        """A list of strings. A repeated entry is an error with `unique`; with `dedupe` (what HF's parser
+        accepts) it is dropped with a note, the first spelling kept."""
         if key not in table:
             if required:
                 self.fail(f"{prefix}.{key}", "missing required key")
@@ -111,13 +124,19 @@ class _Reader:
             self.fail(f"{prefix}.{key}", "must be a list of strings", v)
         if non_empty and not v:
             self.fail(f"{prefix}.{key}", "must not be empty", v)
-        if unique:
-            seen = set()
+        if unique or dedupe:
+            seen, kept = set(), []
             for x in v:
                 norm = posixpath.normpath(x) if paths else x
+                what = "lists the same " + ("path" if paths else "entry") + " twice"
+                if norm in seen and not dedupe:
+                    self.fail(f"{prefix}.{key}", what, x)
                 if norm in seen:
-                    self.fail(f"{prefix}.{key}", "lists the same " + ("path" if paths else "entry") + " twice", x)
+                    self.note(f"{prefix}.{key}", what + "; the repeat is ignored", x)
+                    continue
                 seen.add(norm)
+                kept.append(x)
+            v = kept
         return tuple(v)
 
     def version(self, table: dict, key: str, prefix: str):
@@ -144,7 +163,7 @@ def load_project(root: Path | str) -> Project:
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         raise ConfigError(path, "", f"TOML syntax error: {e}", int(m.group(1)) if m else None) from None
-    notes: list[str] = []
+    notes = r.notes
     r.check_keys(data, _TOP_KEYS, "")
 
     general = _read_general(r, data, notes)
@@ -191,16 +210,14 @@ def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
         r.fail("general.version", "must be a non-negative integer (the major API version)", version)
     license_ = r.string(g, "license", "general", required=True)
     if not license_.strip():
-        r.fail("general.license", "must not be empty", license_)
-    families = r.str_list(g, "backends", "general", required=True, non_empty=True, unique=True)
+        r.note("general.license", "is empty: the package carries no license", license_)
+    families = r.str_list(g, "backends", "general", required=True, non_empty=True, dedupe=True)
     for b in families:
         if b not in ALL_BACKENDS:
             r.fail("general.backends", f"unknown backend; known: {', '.join(ALL_BACKENDS)}", b)
     for key in ("upstream", "source"):
-        v = r.string(g, key, "general")
-        if v is not None and not re.match(r"^https?://\S+$", v):
-            r.fail(f"general.{key}", "must be an http(s) URL", v)
-    pydeps = r.str_list(g, "python-depends", "general", unique=True)
+        _read_url(r, g, key)
+    pydeps = r.str_list(g, "python-depends", "general", dedupe=True)
     for d in pydeps:
         if d not in PYTHON_DEPENDS["general"]:
             r.fail("general.python-depends", "not on the loader's allow-list "
@@ -220,6 +237,16 @@ def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
                    backend_python_depends=backend_pydeps, hub=hub, backend_tables=backend_tables)
 
 
+def _read_url(r: _Reader, g: dict, key: str) -> None:
+    """general.upstream / general.source: an http(s) URL, or (with a note) any git URL HF's parser takes."""
+    v = r.string(g, key, "general")
+    if v is None or HTTP_URL_RE.match(v):
+        return
+    if not GIT_URL_RE.match(v):
+        r.fail(f"general.{key}", "must be an http(s) or git URL (git+https://, ssh://, git@host:path)", v)
+    r.note(f"general.{key}", "is a git URL, not an http(s) one: kept as written, links to it may not open", v)
+
+
 def _read_backend_tables(r: _Reader, g: dict) -> tuple[dict, dict]:
     """[general.<family>]: its python-depends (the loader's per-backend allow-list) and, for a family we build,
     the keys its backend reads (e.g. cuda's minver / maxver)."""
@@ -232,7 +259,7 @@ def _read_backend_tables(r: _Reader, g: dict) -> tuple[dict, dict]:
             r.fail(prefix, "must be a table", t)
         backend = backends.get(bk) if backends.is_built(bk) else None
         r.check_keys(t, {"python-depends", "kernel-depends"} | set(backend.general_keys if backend else ()), prefix)
-        deps = r.str_list(t, "python-depends", prefix, unique=True)
+        deps = r.str_list(t, "python-depends", prefix, dedupe=True)
         for d in deps:
             if d not in PYTHON_DEPENDS.get(bk, ()):
                 r.fail(f"{prefix}.python-depends", "not on the loader's allow-list for this backend "
@@ -247,40 +274,47 @@ def _read_torch(r: _Reader, t, general: General) -> TorchExt:
     if not isinstance(t, dict):
         r.fail("torch", "must be a table", t)
     r.check_keys(t, _TORCH_KEYS, "torch")
-    src = r.str_list(t, "src", "torch", required=True, non_empty=True, unique=True, paths=True)
+    src = r.str_list(t, "src", "torch", required=True, non_empty=True, dedupe=True, paths=True)
     if not any(PurePosixPath(s).suffix in SOURCE_SUFFIXES for s in src):
         r.fail("torch.src", "names no C++ source (.cpp/.cc) to compile the binding from", list(src))
-    pyext = r.str_list(t, "pyext", "torch", unique=True) or ("py", "pyi")
+    pyext = r.str_list(t, "pyext", "torch", dedupe=True) or ("py", "pyi")
     for e in pyext:
         if not re.match(r"^[A-Za-z0-9]+$", e):
             r.fail("torch.pyext", "entries are file extensions without the dot", e)
     minver, maxver = r.version(t, "minver", "torch"), r.version(t, "maxver", "torch")
     if minver and maxver and _vtuple(minver) > _vtuple(maxver):
         r.fail("torch.minver", f"is above maxver {maxver}", minver)
-    stable = {}
-    if "stable-abi" in t:
-        s = t["stable-abi"]
-        if isinstance(s, str):
-            if not VERSION_RE.match(s):
-                r.fail("torch.stable-abi", "must be a torch version like \"2.10\"", s)
-            stable = {b: s for b in general.backends}
-        elif isinstance(s, dict):
-            for b, v in s.items():
-                if b not in ALL_BACKENDS:
-                    r.fail(f"torch.stable-abi.{b}", f"unknown backend; known: {', '.join(ALL_BACKENDS)}", b)
-                if not isinstance(v, str) or not VERSION_RE.match(v):
-                    r.fail(f"torch.stable-abi.{b}", "must be a torch version like \"2.10\"", v)
-                if b not in general.backends:
-                    r.fail(f"torch.stable-abi.{b}", f"backend is not listed in general.backends {list(general.backends)}", b)
-                stable[b] = v
-        else:
-            r.fail("torch.stable-abi", "must be a torch version string or a table backend = version", s)
-        for b, v in stable.items():
-            if _vtuple(v) < (2, 9):
-                r.fail("torch.stable-abi" if isinstance(s, str) else f"torch.stable-abi.{b}",
-                       "the torch stable ABI starts at 2.9", v)
-    return TorchExt(src=src, include=r.str_list(t, "include", "torch", unique=True, paths=True), pyext=pyext,
+    stable = _read_stable_abi(r, t["stable-abi"], general) if "stable-abi" in t else {}
+    return TorchExt(src=src, include=r.str_list(t, "include", "torch", dedupe=True, paths=True), pyext=pyext,
                     minver=minver, maxver=maxver, cxx_flags=r.str_list(t, "cxx-flags", "torch"), stable_abi=stable)
+
+
+def _read_stable_abi(r: _Reader, s, general: General) -> dict:
+    """torch.stable-abi: one version for every backend, or a table backend = version. A backend that
+    general.backends does not list is never built: ignored, with a note (HF's parser accepts it)."""
+    stable = {}
+    if isinstance(s, str):
+        if not VERSION_RE.match(s):
+            r.fail("torch.stable-abi", "must be a torch version like \"2.10\"", s)
+        stable = {b: s for b in general.backends}
+    elif isinstance(s, dict):
+        for b, v in s.items():
+            if b not in ALL_BACKENDS:
+                r.fail(f"torch.stable-abi.{b}", f"unknown backend; known: {', '.join(ALL_BACKENDS)}", b)
+            if not isinstance(v, str) or not VERSION_RE.match(v):
+                r.fail(f"torch.stable-abi.{b}", "must be a torch version like \"2.10\"", v)
+            if b not in general.backends:
+                r.note(f"torch.stable-abi.{b}", f"backend is not listed in general.backends {list(general.backends)}; "
+                       "ignored", b)
+                continue
+            stable[b] = v
+    else:
+        r.fail("torch.stable-abi", "must be a torch version string or a table backend = version", s)
+    for b, v in stable.items():
+        if _vtuple(v) < (2, 9):
+            r.fail("torch.stable-abi" if isinstance(s, str) else f"torch.stable-abi.{b}",
+                   "the torch stable ABI starts at 2.9", v)
+    return stable
 
 
 def _read_noarch(r: _Reader, t) -> TorchNoarch:
@@ -289,7 +323,7 @@ def _read_noarch(r: _Reader, t) -> TorchNoarch:
     r.check_keys(t, _NOARCH_KEYS, "torch-noarch")
     r.str_list(t, "cuda_capabilities", "torch-noarch")
     r.str_list(t, "rocm_archs", "torch-noarch")
-    return TorchNoarch(pyext=r.str_list(t, "pyext", "torch-noarch", unique=True) or ("py", "pyi"))
+    return TorchNoarch(pyext=r.str_list(t, "pyext", "torch-noarch", dedupe=True) or ("py", "pyi"))
 
 
 def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tuple[Kernel, ...]:
@@ -309,28 +343,36 @@ def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tup
         if backend not in general.backends:
             r.fail(f"{prefix}.backend", f"is not listed in general.backends {list(general.backends)}", backend)
         r.check_keys(t, allowed, prefix)
-        depends = r.str_list(t, "depends", prefix, required=True, unique=True)
+        depends = r.str_list(t, "depends", prefix, required=True, dedupe=True)
         for d in depends:
             if d not in KNOWN_DEPENDS:
                 r.fail(f"{prefix}.depends", f"unknown dependency; known: {', '.join(KNOWN_DEPENDS)}", d)
-        src = r.str_list(t, "src", prefix, required=True, non_empty=True, unique=True, paths=True)
-        options: dict = {}
+        src = r.str_list(t, "src", prefix, required=True, non_empty=True, dedupe=True, paths=True)
         if backends.is_built(backend):
-            impl = backends.get(backend)
-            for s in src:
-                problem = impl.source_problem(s)
-                if problem:
-                    r.fail(f"{prefix}.src", problem, s)
-            if not any(impl.compiles(s) for s in src):
-                r.fail(f"{prefix}.src", impl.no_source_problem, list(src))
-            options = impl.read_kernel(r, prefix, t)
+            options = _read_built_kernel(r, prefix, backend, src, t)
         else:
             options = {k: r.str_list(t, k, prefix) for k in sorted(allowed - COMMON_KERNEL_KEYS) if k in t}
             notes.append(f"{r.path}: [kernel.{kname}] backend {backend!r} is not built by this kernel-builder yet; skipped")
         out.append(Kernel(name=kname, backend=backend, depends=depends, src=src,
-                          include=r.str_list(t, "include", prefix, unique=True, paths=True),
+                          include=r.str_list(t, "include", prefix, dedupe=True, paths=True),
                           cxx_flags=r.str_list(t, "cxx-flags", prefix), options=options))
     return tuple(out)
+
+
+def _read_built_kernel(r: _Reader, prefix: str, family: str, src: tuple[str, ...], t: dict) -> dict:
+    """Check a kernel's sources against its backend and read the backend's own keys. A file that is no
+    source or header of any kind (HF's format takes it: CMake ignores it) is listed but not compiled;
+    a src of headers only is a header-only kernel (used by another through include): nothing compiled."""
+    impl = backends.get(family)
+    for s in src:
+        problem = impl.source_problem(s)
+        if problem and family in HF_FAMILIES and PurePosixPath(s).suffix not in SOURCE_SUFFIXES | HEADER_SUFFIXES:
+            r.note(f"{prefix}.src", f"{problem}: listed, not compiled", s)
+        elif problem:
+            r.fail(f"{prefix}.src", problem, s)
+    if not any(impl.compiles(s) for s in src):
+        r.note(f"{prefix}.src", impl.no_source_note, list(src))
+    return impl.read_kernel(r, prefix, t)
 
 
 def _check_paths(r: _Reader, p: Project) -> None:
@@ -339,6 +381,8 @@ def _check_paths(r: _Reader, p: Project) -> None:
         if rel.startswith("/") or ".." in PurePosixPath(rel).parts:
             r.fail(key, "must be a relative path inside the project", rel)
         full = p.root / rel
+        if full.exists() and not full.resolve().is_relative_to(p.root):
+            r.fail(key, "leaves the project through a symlink", rel)
         if want_dir and not full.is_dir():
             r.fail(key, "directory does not exist", rel)
         if not want_dir and not full.is_file():
