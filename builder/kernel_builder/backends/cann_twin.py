@@ -177,7 +177,8 @@ class CANNTwin(CANN):
             generated[f"aclrtlaunch_{e.name}.h"] = render("twin/aclrtlaunch.h.j2", entry=e)
         gen = plan.workdir / "gen"
         base = plan.groups[0]["cxx"][:]  # the binding group's common flags (ABI, limited API, defines)
-        common = [f for f in base if f.startswith(("-D_GLIBCXX", "-DPy_LIMITED", "-O"))]
+        # ABI, limited API, optimisation, no debug info (Python's CFLAGS bring -g: slower and ccache-hostile)
+        common = [f for f in base if f.startswith(("-D_GLIBCXX", "-DPy_LIMITED", "-O", "-g", "-fno-gnu-unique"))]
         runtime = {"sources": [str(p) for p in recipe.runtime_sources], "include_dirs": [],
                    "cxx": common + api_flags(recipe), "nvcc": [], "fallback_include_dirs": []}
         launch = {"sources": [str(gen / "twin_launch.cpp")], "include_dirs": [str(recipe.include_dirs[0])],
