@@ -165,8 +165,8 @@ class CANNTwin(CANN):
         with open(log_path, "w") as log:
             _generate_tiling_header(recipe, self.api.root, log, plan.variant, verbose)
             entries = {}
-            for src in _kernel_sources(plan):
-                for e in scan_entries(_preprocess(plan, recipe, src, log, verbose), src):
+            for kernel, src in _kernel_sources(plan):
+                for e in scan_entries(_preprocess(plan, recipe, kernel, src, log, verbose), src):
                     entries.setdefault(e.name, e)
         if not entries:
             raise CompileError(f"{plan.variant}: no Ascend C kernel entry point (extern \"C\" __global__ __aicore__ "
@@ -258,18 +258,16 @@ def scan_entries(preprocessed: str, source: Path) -> list[Entry]:
     return out
 
 
-def _kernel_sources(plan) -> list[Path]:
-    return [plan.project.root / rel for k in plan.kernels for rel in k.sources
-            if plan.backend.compiles(rel)]
+def _kernel_sources(plan) -> list[tuple[Kernel, Path]]:
+    return [(k, plan.project.root / rel) for k in plan.kernels for rel in k.sources if plan.backend.compiles(rel)]
 
 
-def _preprocess(plan, recipe, src: Path, log, verbose: bool) -> str:
+def _preprocess(plan, recipe, kernel: Kernel, src: Path, log, verbose: bool) -> str:
     """`c++ -E -P -DKB_TWIN_SCAN` of one kernel source, with the flags it compiles with."""
-    kernel = next(k for k in plan.kernels if any(plan.project.root / r == src for r in k.sources))
     includes = [plan.project.root, plan.project.root / "torch-ext", *(plan.project.root / i for i in kernel.include)]
-    out = plan.workdir / "twin-scan" / (src.name + ".i")
+    out = plan.workdir / "twin-scan" / f"{kernel.name}-{src.name}.i"  # two kernels may share a file name
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [settings.current().cxx, "-E", "-P", "-DKB_TWIN_SCAN", "-DCANN_KERNEL", "-DKB_CANN_TWIN",
+    cmd = [settings.current().cxx, "-E", "-P", "-DKB_TWIN_SCAN", *plan.backend.defines(),
            *[f"-I{d}" for d in includes], *api_flags(recipe), *kernel.cxx_flags, str(src), "-o", str(out)]
     rc = run_logged(cmd, log, f"{plan.variant}: find the entry points of {src.name}", verbose=verbose,
                     timeout=SCAN_TIMEOUT)
