@@ -25,7 +25,7 @@ TOKEN = "tok-write-1"
 
 @pytest.fixture
 def hub(tmp_path):
-    (tmp_path / "tokens").write_text(f"# comment\n{TOKEN} alice\n")
+    (tmp_path / "tokens").write_text(f"# comment\n{TOKEN} alice acme\n")
     srv = serve(tmp_path / "root", token_file=tmp_path / "tokens", trusted_orgs=["acme"])
     srv.root = tmp_path / "root"
     yield srv
@@ -128,7 +128,7 @@ def test_writes_need_a_valid_token(hub, repo):
 
 
 def test_read_token_mode(tmp_path):
-    (tmp_path / "t").write_text(TOKEN + "\n")
+    (tmp_path / "t").write_text(TOKEN + " alice acme\n")
     srv = serve(tmp_path / "root", token_file=tmp_path / "t", require_read_token=True)
     try:
         HfApi(endpoint=srv.url, token=TOKEN).create_repo("acme/k", repo_type="kernel", private=True)
@@ -249,7 +249,7 @@ def test_serve_command_line(tmp_path):
     """`kernel-builder serve ROOT --port 0 ...` prints its URL and serves until stopped."""
     import sys
 
-    (tmp_path / "tokens").write_text(TOKEN + "\n")
+    (tmp_path / "tokens").write_text(TOKEN + " alice acme\n")
     proc = subprocess.Popen([sys.executable, "-m", "kernel_builder", "serve", str(tmp_path / "root"), "--port", "0",
                              "--token-file", str(tmp_path / "tokens"), "--trusted-org", "acme"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
