@@ -167,8 +167,12 @@ class CppExtensionBackend:
         """Environment of the compile child beyond ours (CUDA_HOME, ...)."""
         return {}
 
+    # flags cpp_extension adds on its own (COMMON_NVCC_FLAGS) that this backend's builds must not get
+    torch_flags_dropped: tuple[str, ...] = ()
+
     def build_extension(self, plan, host: Host, verbose: bool) -> Path:
-        return staging.compile_cpp_extension(plan, self.extension, self.compile_env(plan, host), verbose)
+        return staging.compile_cpp_extension(plan, self.extension, self.compile_env(plan, host), verbose,
+                                             drop_torch_flags=self.torch_flags_dropped)
 
     def variant_extras(self, plan, so: Path) -> dict[str, bytes]:
         return {}

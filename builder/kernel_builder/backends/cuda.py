@@ -28,10 +28,14 @@ DEFAULT_CAPABILITIES = [
     ((12, 0), ["7.0", "7.5", "8.0", "8.6", "8.9", "9.0"]),
     ((11, 8), ["7.0", "7.5", "8.0", "8.6", "8.9", "9.0"]),
 ]
-# torch's cpp_extension defines these for every .cu; Hugging Face's builder does not, and kernels written
-# for it use half/bfloat16 operators, so undo them.
-UNDO_TORCH_NVCC_DEFINES = ["-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
-                           "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
+# torch's cpp_extension defines these for every .cu (COMMON_NVCC_FLAGS); Hugging Face's builder (torch's CMake
+# package) does not, and kernels written for it use half/bfloat16 operators: the compile child drops them.
+TORCH_NVCC_DEFINES_DROPPED = ("-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
+                              "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__")
+# What torch's CMake package (share/cmake/Caffe2/public/cuda.cmake) and Hugging Face's builder give every .cu
+# on top of cpp_extension's --expt-relaxed-constexpr: __device__ lambdas in host code, and FP8 types enabled.
+HF_NVCC_FLAGS = ["--expt-relaxed-constexpr", "--expt-extended-lambda"]
+FP8_FROM = (11, 8)  # the first CUDA with the FP8 types; Hugging Face defines ENABLE_FP8 from there
 
 
 @functools.lru_cache(maxsize=None)
@@ -174,8 +178,9 @@ class CUDA(CppExtensionBackend):
     def kernel_flags(self, project: Project, kernel: Kernel, host: Host, options: BuildOptions) -> dict:
         caps, _ = capabilities(kernel, host, options.cuda_archs)
         threads = max(1, min(len(caps), 4))
-        nvcc = (["-O3", f"--threads={threads}", "-Xcompiler", "-fno-gnu-unique", "-Xcompiler", "-g0"]
-                + UNDO_TORCH_NVCC_DEFINES + gencode_flags(caps) + list(kernel.options.get("cuda-flags", ())))
+        fp8 = ["-DENABLE_FP8"] if version_tuple(host.nvcc_version or host.torch_cuda) >= FP8_FROM else []
+        nvcc = (["-O3", "-DNDEBUG", f"--threads={threads}", "-Xcompiler", "-fno-gnu-unique", "-Xcompiler", "-g0"]
+                + HF_NVCC_FLAGS + fp8 + gencode_flags(caps) + list(kernel.options.get("cuda-flags", ())))
         return {"cxx": list(kernel.cxx_flags), "nvcc": nvcc}
 
     def archs(self, project: Project, host: Host, options: BuildOptions) -> list[str] | None:
@@ -199,6 +204,8 @@ class CUDA(CppExtensionBackend):
 
     def toolchain(self, host: Host) -> str:
         return f"{super().toolchain(host)} | nvcc {host.nvcc_version} | {host.cuda_home}"
+
+    torch_flags_dropped = TORCH_NVCC_DEFINES_DROPPED
 
     def compile_env(self, plan, host: Host) -> dict[str, str]:
         env = {"CUDA_HOME": host.cuda_home}

@@ -34,6 +34,8 @@ def _build(plan: dict) -> None:
     from setuptools import Distribution
     from torch.utils import cpp_extension as ce
 
+    drop = set(plan.get("drop_torch_flags", ()))
+    ce.COMMON_NVCC_FLAGS[:] = [f for f in ce.COMMON_NVCC_FLAGS if f not in drop]  # read at compile time
     make = getattr(ce, plan["extension"])  # the backend names it: CppExtension, CUDAExtension
     all_sources = [s for g in plan["groups"] for s in g["sources"]]
     ext = make(plan["name"], all_sources, py_limited_api=True, extra_link_args=list(plan["ldflags"]))

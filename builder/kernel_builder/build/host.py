@@ -49,6 +49,12 @@ class Host:
         return int(maj), int(mnr)
 
 
+def cxx_standard(torch_mm: tuple[int, int]) -> int:
+    """C++17 up to torch 2.11, C++20 from 2.12: torch >= 2.12's headers refuse anything older, and it is what
+    both cpp_extension and torch's CMake package (Hugging Face's builder) pick for that torch."""
+    return 20 if torch_mm >= (2, 12) else 17
+
+
 @functools.lru_cache(maxsize=None)
 def cxx_version() -> str:
     """The C++ compiler cpp_extension will use ($CXX, else c++) and its version: a fingerprint input."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import PACKAGE_DIR, __version__, backends
 from . import cache, deps
 from ..errors import UsageError
-from .host import Host
+from .host import Host, cxx_standard
 from ..project.options import BuildOptions
 from ..project.model import Kernel, Project
 from .render import render, template_dir
@@ -174,19 +174,23 @@ def _compile_groups(project: Project, sel: Selection, host: Host, options: Build
     root, t = project.root, project.torch
     defines = backend.defines() + stable_abi_defines(sel.variant)
     abi = [f"-DPy_LIMITED_API={PY_LIMITED_API}", f"-D_GLIBCXX_USE_CXX11_ABI={int(host.cxx11_abi)}"]
-    common = ["-O3", "-fno-gnu-unique", "-g0"] + abi + defines
+    common = ["-O3", "-DNDEBUG", "-fno-gnu-unique", "-g0"] + abi + defines
     nvcc_common = abi + defines
+    std = f"-std=c++{cxx_standard(host.torch_mm)}"
     base_includes = [str(gen), str(root), str(root / "torch-ext")] + [str(root / i) for i in t.include]
 
-    generated = {"registration.h": render("registration.h.j2")}
-    binding_sources = []
+    generated = {"registration.h": render("registration.h.j2"),
+                 "module_init.cpp": render("module_init.cpp.j2", id=kernel_id)}
+    binding_sources = [str(gen / "module_init.cpp")]
     for i, rel in enumerate(s for s in t.src if Path(s).suffix in {".cpp", ".cc", ".cxx"}):
         name = f"binding_{i}.cpp"
-        generated[name] = render("binding_entry.cpp.j2", id=kernel_id, source=str(root / rel), pyinit=(i == 0))
+        generated[name] = render("binding_entry.cpp.j2", id=kernel_id, source=str(root / rel))
         binding_sources.append(str(gen / name))
     groups: dict[str, dict] = {}
 
     def add(sources, includes, cxx, nvcc):
+        # the C++ standard goes first and only where the project's own flags name none (nvcc refuses two)
+        cxx, nvcc = _with_std(std, cxx), _with_std(std, nvcc)
         key = json.dumps([includes, cxx, nvcc])
         groups.setdefault(key, {"sources": [], "include_dirs": includes, "cxx": cxx, "nvcc": nvcc})["sources"] += sources
 
@@ -203,7 +207,7 @@ def _compile_groups(project: Project, sel: Selection, host: Host, options: Build
             path = root / rel
             if b"TORCH_EXTENSION_NAME" in path.read_bytes():  # a kernel source that registers ops itself
                 name = f"kernel_{k.name}_{Path(rel).name}" + (".cu" if path.suffix == ".cu" else ".cpp")
-                generated[name] = render("binding_entry.cpp.j2", id=kernel_id, source=str(path), pyinit=False)
+                generated[name] = render("binding_entry.cpp.j2", id=kernel_id, source=str(path))
                 srcs.append(str(gen / name))
             else:
                 srcs.append(str(path))
@@ -214,3 +218,7 @@ def _compile_groups(project: Project, sel: Selection, host: Host, options: Build
     for g in groups.values():
         g["fallback_include_dirs"] = fallback
     return list(groups.values()), generated
+
+
+def _with_std(std: str, flags: list[str]) -> list[str]:
+    return flags if any(f.startswith(("-std=", "--std")) for f in flags) else [std, *flags]

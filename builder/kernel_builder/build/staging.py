@@ -82,14 +82,16 @@ def finish(plan: Plan, so: Path, linker: str) -> Path:
 
 
 def compile_cpp_extension(plan: Plan, extension: str, extra_env: dict[str, str], verbose: bool,
-                          extra_ldflags: list[str] | tuple[str, ...] = ()) -> Path:
+                          extra_ldflags: list[str] | tuple[str, ...] = (),
+                          drop_torch_flags: tuple[str, ...] = ()) -> Path:
     """The cpp_extension path: write the job, run `python -m kernel_builder.build.compile` (torch's BuildExtension +
     ninja) with its output in the variant's build.log, and stage `<id>.abi3.so`."""
     write_generated(plan)
     stage = clear_stage(plan)
     so = stage / f"{plan.kernel_id}.abi3.so"
     job = {"name": plan.kernel_id, "extension": extension, "stage": str(stage),
-           "build_temp": str(plan.workdir / "obj"), "groups": plan.groups, "ldflags": ["-Wl,--strip-debug", *extra_ldflags]}
+           "build_temp": str(plan.workdir / "obj"), "groups": plan.groups, "ldflags": ["-Wl,--strip-debug", *extra_ldflags],
+           "drop_torch_flags": list(drop_torch_flags)}
     job_file = plan.workdir / "compile.json"
     cache.write_atomic(job_file, json.dumps(job, indent=1))
     env = dict(os.environ)
