@@ -58,7 +58,7 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_DISABLE_TELEMETRY", raising=False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     settings.reload()
-    (tmp_path / "tokens").write_text(f"{TOKEN} alice\n")
+    (tmp_path / "tokens").write_text(f"{TOKEN} alice acme\n")
     srv = serve(tmp_path / "hub", token_file=tmp_path / "tokens", trusted_orgs=["acme"])
     yield srv
     srv.shutdown()
@@ -187,7 +187,7 @@ def test_missing_repo_on_mirror_source(hub, tmp_path):
 
 def test_mirror_serve_to_serve(noarch, hub, tmp_path):
     upload(noarch / "build", endpoint=hub.url)
-    (tmp_path / "t2").write_text("tok-second\n")
+    (tmp_path / "t2").write_text("tok-second bob acme\n")
     second = serve(tmp_path / "hub2", token_file=tmp_path / "t2", trusted_orgs=["acme"])
     try:
         result = mirror(hub.url, second.url, "acme/py-relu", 2, src_token=TOKEN, dst_token="tok-second")
@@ -203,7 +203,7 @@ def test_mirror_serve_to_serve(noarch, hub, tmp_path):
 def test_untrusted_org_needs_trust_remote_code(noarch, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     settings.reload()
-    (tmp_path / "tokens").write_text(f"{TOKEN}\n")
+    (tmp_path / "tokens").write_text(f"{TOKEN} alice acme\n")
     srv = serve(tmp_path / "hub", token_file=tmp_path / "tokens")  # no trusted orgs
     try:
         upload(noarch / "build", endpoint=srv.url)
@@ -213,20 +213,28 @@ def test_untrusted_org_needs_trust_remote_code(noarch, tmp_path, monkeypatch):
         srv.shutdown()
 
 
-def test_command_line_options_and_batched_commits(noarch, hub, tmp_path, monkeypatch):
-    """The argparse helpers the CLI wires, and a tree bigger than one commit: several commits, one result."""
+def test_command_line_options_and_one_commit_for_any_size(noarch, hub, tmp_path):
+    """The argparse helpers the CLI wires, and a tree of more files than the old 200-file batches: one commit,
+    so an interrupted upload can never leave a branch half old, half new."""
     from kernel_builder.hub import upload as up
     from kernel_builder.cli import parser
 
     big = tmp_path / "big"
     shutil.copytree(noarch / "build", big)
-    monkeypatch.setattr(up, "MAX_FILES_PER_COMMIT", 3)  # a size knob, not behaviour: exercise the batching path
+    for i in range(250):
+        (big / "torch-cpu" / f"extra_{i:03d}.py").write_text(f"X = {i}\n")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "atomic_upload_check.py"), "--redigest", str(big)],
+                   check=True, capture_output=True)
     args = parser().parse_args(["upload", str(big), "--repo-id", "acme/py-relu", "--endpoint", hub.url,
-                          "--output-json", str(tmp_path / "r.json")])
+                                "--output-json", str(tmp_path / "r.json")])
     assert up.run(args) == 0
     result = json.loads((tmp_path / "r.json").read_text())
-    assert len(result["commits"]) > 1 and result["repo_id"] == "acme/py-relu"
+    assert len(result["commits"]) == 1 and result["repo_id"] == "acme/py-relu" and len(result["added"]) > 250
     assert set(files(hub.url, "acme/py-relu", "v2")) == set(result["added"])
+    git_dir = Path(hub.app.store.root) / "acme" / "py-relu.git"
+    log = subprocess.run(["git", "--git-dir", str(git_dir), "log", "--format=%s", "v2"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert log == ["Upload torch-cpu, torch-npu (version 2)", "initial commit"]
 
 
 def test_two_hosts_upload_different_variants_at_once(noarch, hub, tmp_path):
@@ -252,3 +260,15 @@ def test_two_hosts_upload_different_variants_at_once(noarch, hub, tmp_path):
     expected = {f"build/{p.relative_to(noarch / 'build').as_posix()}" for p in (noarch / "build").rglob("*")
                 if p.is_file()}
     assert set(files(hub.url, "acme/py-relu", "v2")) == expected
+
+
+def test_interrupted_uploads_leave_the_old_tree_or_the_new_one():
+    """The small version of scripts/atomic_upload_check.py (the full one: 2,000 files, 1 GB, 20 rounds): an
+    upload of the CLI sent SIGINT at random moments, then the branch is one generation whole and get_kernel
+    loads that one."""
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "atomic_upload_check.py"), "--files", "40",
+                        "--size-mb", "4", "--rounds", "3", "--seed", "7"], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    summary = p.stdout.strip().splitlines()[-1]
+    assert "mixed 0" in summary and "loads matching the tree 3" in summary, p.stdout

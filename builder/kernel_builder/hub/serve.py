@@ -55,6 +55,12 @@ class HubServer:
         except (OSError, ValueError):  # the map closed under the loop by shutdown()
             pass
 
+    def quiescent(self) -> bool:
+        """No connection open and no request queued or running: what a client that went away had sent has
+        been answered or dropped (scripts/atomic_upload_check.py waits for this before reading the branch)."""
+        d = self._srv.task_dispatcher
+        return not self._srv.active_channels and not d.queue and d.active_count == 0
+
     def shutdown(self) -> None:
         from waitress import wasyncore
 

@@ -4,6 +4,11 @@ Layout on the hub (CONTRACT §6): version N's variants live under `build/<varian
 `README.md` on `main`. Only the variants being uploaded are replaced: stale files inside *their* folders are
 deleted in the same commit, other variants' folders are never touched, so several hosts can each upload the
 variants they built.
+
+Why one commit, whatever the size: the loader reads a branch as it is. An upload split over several commits
+and interrupted between them leaves a branch holding an old `metadata.json` beside new code, which loads.
+With one `create_commit` the branch moves once, from the old tree to the new one (huggingface.co takes large
+files through LFS/xet before that commit; `serve` takes the whole body, up to its --max-body-size).
 """
 
 from __future__ import annotations
@@ -18,8 +23,6 @@ from ..errors import CheckFailed, ConfigError, HubError, UsageError
 from .translate import translate
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-MAX_FILES_PER_COMMIT = 200
-MAX_BYTES_PER_COMMIT = 512 * 1024 * 1024
 
 
 @dataclass
@@ -177,22 +180,14 @@ def _remote_files(api, plan: Plan) -> None:
                 plan.deletes.append(e.path)
 
 
-def _batches(plan: Plan):
-    """Operations in commits of bounded size; deletions go in the first so a variant is never half-replaced
-    with both old and new files for long."""
+def _operations(plan: Plan) -> list:
+    """Every deletion and addition of the upload: they go to the hub as one commit (module docstring)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    batch = [CommitOperationDelete(p) for p in plan.deletes]
-    size = 0
-    for path, local in sorted(plan.files.items()):
-        n = local.stat().st_size
-        if batch and (len(batch) >= MAX_FILES_PER_COMMIT or size + n > MAX_BYTES_PER_COMMIT):
-            yield batch
-            batch, size = [], 0
-        batch.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)))
-        size += n
-    if batch:
-        yield batch
+    ops = [CommitOperationDelete(p) for p in plan.deletes]
+    ops += [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local))
+            for path, local in sorted(plan.files.items())]
+    return ops
 
 
 def upload(build_dir, repo_id=None, project=None, branch=None, private=False, create_pr=False, dry_run=False,
@@ -263,29 +258,22 @@ def _print_dry_run(plan: Plan, endpoint: str) -> None:
 
 
 def _push_variants(api, plan: Plan, endpoint: str, private: bool, create_pr: bool) -> list[dict]:
-    """Creates repo and branch, then commits the variant files in batches; returns one record per commit."""
-    from huggingface_hub.utils import tqdm as hf_tqdm
-
+    """Creates repo and branch, then commits every variant file in one commit; returns its record."""
     repo = plan.repo_id
     with translate(endpoint, repo, "create repo"):
         api.create_repo(repo, repo_type="kernel", private=private, exist_ok=True)
     with translate(endpoint, repo, f"create branch {plan.branch}"):
         if not create_pr:
             api.create_branch(repo, branch=plan.branch, repo_type="kernel", exist_ok=True)
-    batches = list(_batches(plan))
-    sizes = [sum(getattr(getattr(op, "upload_info", None), "size", 0) for op in ops) for ops in batches]
-    commits = []
-    # one bar over the bytes of all batches (huggingface_hub's tqdm: HF_HUB_DISABLE_PROGRESS_BARS silences it)
-    with hf_tqdm(total=sum(sizes), unit="B", unit_scale=True, desc=f"{repo}@{plan.branch}") as bar:
-        for i, (ops, size) in enumerate(zip(batches, sizes), 1):
-            msg = f"Upload {', '.join(sorted(plan.variants))} (version {plan.version})"
-            msg += f" [{i}/{len(batches)}]" if len(batches) > 1 else ""
-            with translate(endpoint, repo, f"commit to {plan.branch}"):
-                info = api.create_commit(repo, ops, commit_message=msg, revision=plan.branch,
-                                         repo_type="kernel", create_pr=create_pr)
-            commits.append({"oid": info.oid, "url": str(info.commit_url), "pr": info.pr_url})
-            bar.update(size)
-    return commits
+    ops = _operations(plan)
+    size = sum(local.stat().st_size for local in plan.files.values())
+    print(f"committing {len(plan.files)} file(s) ({size / 1e6:.1f} MB), {len(plan.deletes)} deletion(s) to "
+          f"{repo}@{plan.branch} in one commit", flush=True)
+    msg = f"Upload {', '.join(sorted(plan.variants))} (version {plan.version})"
+    with translate(endpoint, repo, f"commit to {plan.branch}"):
+        info = api.create_commit(repo, ops, commit_message=msg, revision=plan.branch, repo_type="kernel",
+                                 create_pr=create_pr)
+    return [{"oid": info.oid, "url": str(info.commit_url), "pr": info.pr_url}]
 
 
 def _push_card(api, plan: Plan, endpoint: str, card: str, create_pr: bool) -> str:
