@@ -285,6 +285,8 @@ class Runner:
         plat = platform(entry.env.arch)
         lines = [f"# {entry.variant} in {ref} (FROM {entry.env.image.base}); "
                  f"`kernel-builder images build --image {entry.env.image.name}` makes the image"]
+        if entry.elsewhere:
+            lines.append(f"# not buildable on this host: {entry.elsewhere}")
         for cmd in self.inner_commands(entry):
             lines.append(shlex.join(self.engine.run_argv(ref, cmd, mounts, env, platform=plat)))
         return lines
@@ -310,6 +312,13 @@ def _inner_error(log: Path) -> str:
         if "FAIL" in ln or "error" in ln.lower():
             return ln[:300]
     return lines[-1][:300] if lines else "no output"
+
+
+def here_and_elsewhere(entries: list[Entry], engine: Engine | None) -> tuple[list[Entry], list[Entry]]:
+    """(the entries this host can build, those it cannot: each with its one-line `elsewhere`). Without an
+    engine (a dry run) only the network decides."""
+    images.mark_elsewhere(entries, engine)
+    return [e for e in entries if not e.elsewhere], [e for e in entries if e.elsewhere]
 
 
 def build_all(project: Project, entries: list[Entry], out: Path, jobs: int, keep_going: bool,

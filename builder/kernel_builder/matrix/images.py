@@ -9,9 +9,11 @@ the build and handed to pip inside as http URLs, together with the host's CA bun
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
 import json
+import socket
 import sys
 import tempfile
 import threading
@@ -19,7 +21,9 @@ import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import settings
 from ..build import cache
+from ..errors import EnvironmentProblem
 from .engine import Engine, host_ca_bundle
 from .table import Image
 from ..build.render import template_dir
@@ -36,7 +40,9 @@ def dockerfile() -> Path:
 def inputs(image: Image) -> dict:
     """Everything that decides an image's content (not where its wheels come from)."""
     return {"dockerfile": hashlib.sha256(dockerfile().read_bytes()).hexdigest(), "base": image.base,
-            "python": image.python, "pip": list(image.pip), "cuda-home": image.cuda_home}
+            "python": image.python, "pip": list(image.pip), "cuda-home": image.cuda_home,
+            **{k: v for k, v in (("toolkit", image.toolkit), ("nvcc", image.nvcc),
+                                 ("host-compiler", image.host_compiler)) if v}}
 
 
 def tag(image: Image) -> str:
@@ -151,7 +157,8 @@ def ensure(engine: Engine, image: Image, log: Path, rebuild: bool = False,
             if ca:
                 secrets["ca.crt"] = ca
             build_args = {"BASE_IMAGE": image.base, "PYTHON": image.python, "PIP_PACKAGES": " ".join(image.pip),
-                          "CUDA_WHEEL_HOME": image.cuda_home or ""}
+                          "CUDA_WHEEL_HOME": (image.cuda_home if image.toolkit == "pip" else None) or "",
+                          "CUDA_TOOLKIT": image.toolkit or "", "HOST_COMPILER": image.host_compiler or ""}
             labels = {LABEL: image.name, INPUTS_LABEL: json.dumps(inputs(image), sort_keys=True)}
             engine.build(ctx, ref, build_args, secrets, labels, log, platform)
         return ref, True
@@ -173,3 +180,89 @@ def listing(engine: Engine, matrix) -> list[dict]:
         rows.append(row)
     return rows
 
+
+
+# --- can this host build an image? -------------------------------------------------------------------
+
+LOCAL_PREFIX = "local/"  # base images made on this host (scripts/make_base_image.sh), never pulled
+# where `docker pull` of a registry's short name really connects
+REGISTRY_HOSTS = {"docker.io": "registry-1.docker.io"}
+REGISTRY_NAMES = {"docker.io": "Docker Hub", "nvcr.io": "NVIDIA's NGC registry",
+                  "download.pytorch.org": "PyTorch's package index"}
+
+
+def registry(ref: str) -> str:
+    """The registry an image reference is pulled from: 'nvcr.io/nvidia/cuda:12.6' -> 'nvcr.io',
+    'pytorch/manylinux:x' and 'ubuntu' -> 'docker.io'."""
+    first, _, rest = ref.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def needs(image: Image) -> list[tuple[str, str]]:
+    """(host:port to reach, what it is) for every server an image build pulls from besides PyPI and the
+    base's own Debian archive: the base image's registry, and the package indexes its pip list names."""
+    out = []
+    if not image.base.startswith(LOCAL_PREFIX):
+        reg = registry(image.base)
+        host = REGISTRY_HOSTS.get(reg, reg)
+        name = f"{REGISTRY_NAMES[reg]}, " if reg in REGISTRY_NAMES else ""
+        out.append((host if ":" in host else f"{host}:443", f"registry {reg} ({name}base image {image.base}"))
+    for opt in image.pip:
+        key, _, url = opt.partition("=")
+        if key in ("--index-url", "--extra-index-url", "-i") and url:
+            u = urllib.parse.urlparse(url)
+            port = u.port or (443 if u.scheme == "https" else 80)
+            name = REGISTRY_NAMES.get(u.hostname or "", "package index")
+            out.append((f"{u.hostname}:{port}", f"{name} {url}"))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def reachable(hostport: str, timeout: float = 3.0) -> bool:
+    """A TCP connection to host:port opens (the name resolves, something listens). Nothing is sent."""
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def missing(image: Image, engine: Engine | None) -> str | None:
+    """Why this host cannot build `image` (one line naming the missing registry, index or local base),
+    or None. An image already built is never missing anything; with a proxy configured the servers
+    are assumed reachable (docker and pip go through it, a direct connection says nothing)."""
+    if engine is not None and engine.image_exists(tag(image)):
+        return None
+    lacking = []
+    if image.base.startswith(LOCAL_PREFIX):
+        if engine is not None and not engine.image_exists(image.base):
+            repo, _, suite = image.base.partition(":")
+            make = (f"bash scripts/make_base_image.sh {suite} {image.base}" if repo == "local/debian" and suite
+                    else "scripts/make_base_image.sh makes Debian ones")
+            lacking.append(f"base image {image.base} (not made yet: {make})")
+    base_here = engine is not None and not image.base.startswith(LOCAL_PREFIX) and engine.image_exists(image.base)
+    direct = not settings.current().proxies
+    for hostport, what in needs(image):
+        if what.startswith("registry "):
+            if not base_here and direct and not reachable(hostport):
+                lacking.append(f"{what}: not reachable from here; `docker save` it where it is, `docker load` it here)")
+        elif direct and not reachable(hostport):
+            lacking.append(f"{what} (not reachable from here)")
+    return f"needs {'; '.join(lacking)}" if lacking else None
+
+
+def mark_elsewhere(entries, engine: Engine | None) -> None:
+    """Set `elsewhere` on every entry whose image this host cannot build (one probe per image)."""
+    seen: dict[str, str | None] = {}
+    for e in entries:
+        if e.env is not None and e.variant is not None:
+            name = e.env.image.name
+            if name not in seen:
+                try:
+                    seen[name] = missing(e.env.image, engine)
+                except EnvironmentProblem:  # no daemon: judge by the network alone
+                    seen[name] = missing(e.env.image, None)
+            e.elsewhere = seen[name]

@@ -28,7 +28,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MATRIX_FILE = Path(__file__).with_name("matrix.toml")
-IMAGE_KEYS = {"python", "pip", "cuda-home", "base"}
+IMAGE_KEYS = {"python", "pip", "cuda-home", "base", "toolkit", "nvcc", "host-compiler"}
+TOOLKITS = ("pip", "apt", "base")  # where an image's nvcc comes from (the Dockerfile's CUDA_TOOLKIT)
+TOOLKIT_HOME = "/opt/cuda"  # an apt or base toolkit, as the Dockerfile links it
 ENV_KEYS = {"torch", "backend", "image", "arch", "os"}  # every row; its backend's row_keys come on top
 # Where the toolchain lives inside every image (the Dockerfile makes this path).
 IMAGE_PYTHON = "/opt/venv/bin/python"
@@ -40,7 +42,10 @@ class Image:
     python: str
     pip: tuple[str, ...]
     base: str
-    cuda_home: str | None = None  # relative to site-packages
+    cuda_home: str | None = None  # relative to site-packages (a pip toolkit), else TOOLKIT_HOME
+    toolkit: str | None = None  # pip | apt | base (CUDA images); None: no CUDA toolkit
+    nvcc: str | None = None  # the toolkit's CUDA when it is not torch's ("12.4" for torch's 12.8)
+    host_compiler: str | None = None  # g++-13: the C++ compiler an apt base installs for its nvcc
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,26 @@ def _read_image(path: Path, name: str, t: dict, default_base: str) -> Image:
     if not pip[0].startswith("torch=="):  # options such as --extra-index-url=... may follow
         raise ConfigError(path, f"{where}.pip", f"the first requirement must pin torch (got {pip[0]!r})")
     base = t.get("base") or default_base  # an image's own base (CANN) is never overridden by --base-image
-    return Image(name, t["python"], tuple(pip), base, t.get("cuda-home"))
+    return Image(name, t["python"], tuple(pip), base, *_read_toolkit(path, where, t))
+
+
+def _read_toolkit(path: Path, where: str, t: dict) -> tuple:
+    """(cuda_home, toolkit, nvcc, host_compiler) of an image table."""
+    toolkit = t.get("toolkit", "pip" if t.get("cuda-home") else None)
+    if toolkit is not None and toolkit not in TOOLKITS:
+        raise ConfigError(path, f"{where}.toolkit", f"must be one of {', '.join(TOOLKITS)} (got {toolkit!r})")
+    if toolkit == "pip" and not isinstance(t.get("cuda-home"), str):
+        raise ConfigError(path, f"{where}.cuda-home", "a pip toolkit needs cuda-home (where under site-packages)")
+    if toolkit in ("apt", "base") and "cuda-home" in t:
+        raise ConfigError(path, f"{where}.cuda-home", f"only a pip toolkit has one (toolkit = {toolkit!r})")
+    nvcc = t.get("nvcc")
+    if nvcc is not None and (toolkit is None or not isinstance(nvcc, str) or not re.fullmatch(r"\d+\.\d+", nvcc)):
+        raise ConfigError(path, f"{where}.nvcc", f"the toolkit's CUDA like \"12.4\", for a CUDA image (got {nvcc!r})")
+    cxx = t.get("host-compiler")
+    if cxx is not None and (toolkit != "apt" or not isinstance(cxx, str) or not re.fullmatch(r"g\+\+-\d+", cxx)):
+        raise ConfigError(path, f"{where}.host-compiler", f"an apt toolkit's g++-N (got {cxx!r})")
+    home = t.get("cuda-home") if toolkit == "pip" else (TOOLKIT_HOME if toolkit else None)
+    return home, toolkit, nvcc, cxx
 
 
 def _read_env(path: Path, i: int, t: dict, images: dict[str, Image]) -> Env:
@@ -141,6 +165,8 @@ def _read_env(path: Path, i: int, t: dict, images: dict[str, Image]) -> Env:
         raise ConfigError(path, f"{where}.{key}", problem)
 
     host_fields = backend.read_row(fail, t, image)
+    if image.nvcc and "nvcc_version" in host_fields:  # the image's compiler decides the capabilities
+        host_fields["nvcc_version"] = image.nvcc
     row_fields = {k: t[k] for k in sorted(backend.row_keys) if k in t}
     if t["arch"] not in ("x86_64", "aarch64"):
         raise ConfigError(path, f"{where}.arch", f"must be x86_64 or aarch64 (got {t['arch']!r})")
@@ -160,6 +186,7 @@ class Entry:
     reason: str | None = None
     stable_abi: str | None = None  # "2.10" when this is a torch-stable-abi variant
     notes: list[str] = field(default_factory=list)
+    elsewhere: str | None = None  # what this host lacks to build it (images.mark_elsewhere), else None
 
     @property
     def environment(self) -> str:
