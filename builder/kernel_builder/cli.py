@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__, backends
-from .errors import INTERRUPTED, UNEXPECTED, CompileError, KernelBuilderError, UsageError
+from .errors import INTERRUPTED, UNEXPECTED, CompileError, EnvironmentProblem, KernelBuilderError, UsageError
 from .project.options import BuildOptions
 
 
@@ -136,11 +136,17 @@ def cmd_build_all(a) -> int:
     if engine and not a.dry_run:
         engine.ping()
     out = Path(a.out) if a.out else project.root / "build"
+    entries, elsewhere = containers.here_and_elsewhere(entries, None if a.dry_run else engine)
     if a.dry_run:
         runner = containers.Runner(project, out, engine, options)
-        for e in entries:
+        for e in entries + elsewhere:
             print("\n".join(runner.command_lines(e)))
         return 0
+    if not entries:
+        raise EnvironmentProblem(f"{elsewhere[0].variant}: not buildable on this host: {elsewhere[0].elsewhere}"
+                                 + (f" (and {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""))
+    for e in elsewhere:
+        print(f"skip {e.variant}: {e.elsewhere}", flush=True)
     if engine and not a.keep_going:
         # fail before building anything when an image cannot even be started: one line, not a table of
         # identical failures (with --keep-going the variants that can be built still are)
@@ -155,9 +161,13 @@ def cmd_build_all(a) -> int:
                                 Path(a.log_dir) if a.log_dir else None)
     print(containers.summary(jobs, time.monotonic() - t0))
     failed = [j for j in jobs if j.state == "failed"]
+    if elsewhere:
+        print(f"{len(elsewhere)} variant(s) not built: not buildable on this host (skip lines above)")
     if failed:  # the first failure's class: 3 environment (engine, image), 4 compile, 5 check
         return failed[0].exit_code or CompileError.exit_code
-    return CompileError.exit_code if any(j.state == "cancelled" for j in jobs) else 0
+    if any(j.state == "cancelled" for j in jobs):
+        return CompileError.exit_code
+    return EnvironmentProblem.exit_code if elsewhere else 0
 
 
 def cmd_list_variants(a) -> int:
@@ -188,16 +198,32 @@ def cmd_list_variants_all(a) -> int:
     if a.variant:
         chosen = {id(e) for e in matrix.pick(entries, a.variant)}
         entries = [e for e in entries if id(e) in chosen]
+    images.mark_elsewhere(entries, _engine_if_any(a))
     rows = [("", "variant", "environment", "image", "from", "why")]
     for e in entries:
         image, base = (images.tag(e.env.image), e.env.image.base) if e.env else ("-", "-")
-        why = e.reason or ("; ".join(e.notes) if e.notes else "")
-        rows.append(("build" if e.variant else "skip", e.variant.name if e.variant else "-", e.environment, image, base, why))
+        why = e.elsewhere or e.reason or ("; ".join(e.notes) if e.notes else "")
+        state = "elsewhere" if e.elsewhere else "build" if e.variant else "skip"
+        rows.append((state, e.variant.name if e.variant else "-", e.environment, image, base, why))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print(("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + ("  " + r[5] if r[5] else "")).rstrip())
-    print(f"{sum(1 for e in entries if e.variant)} variant(s) to build; matrix {m.file}")
+    away = sum(1 for e in entries if e.elsewhere)
+    print(f"{sum(1 for e in entries if e.variant)} variant(s) to build"
+          + (f", {away} of them not on this host (elsewhere: what is missing)" if away else "") + f"; matrix {m.file}")
     return 0
+
+
+def _engine_if_any(a):
+    """The container engine when one answers (its images and local bases count), else None."""
+    from .matrix.engine import Engine
+
+    try:
+        engine = Engine(getattr(a, "engine", None))
+        engine.ping()
+        return engine
+    except EnvironmentProblem:
+        return None
 
 
 def cmd_images(a) -> int:
@@ -386,9 +412,16 @@ def _add_hub_verbs(sub) -> None:
     s.add_argument("root", type=Path, help="directory holding <org>/<name>.git repositories (created if absent)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--token-file", type=Path, help="write tokens, one per line ('TOKEN [USER]'); none: open hub")
+    s.add_argument("--token-file", type=Path, help="tokens, one per line: 'TOKEN USER [ORG,ORG|*]' (writes to "
+                   "USER/ and those orgs); none: an open hub")
     s.add_argument("--trusted-org", action="append", default=[], help="org reported as trustedKernelPublisher")
     s.add_argument("--read-token", action="store_true", help="require a token for reads too")
+    s.add_argument("--max-body-size", type=int, help="largest request body in bytes, else 413 (default 2 GiB)")
+    s.add_argument("--header-timeout", type=float, help="seconds a client has to send a request header, else "
+                   "408 and close (default 10)")
+    s.add_argument("--connection-limit", type=int, help="open connections at most (default 500, kept under "
+                   "the descriptor limit); beyond it the longest-idle one is closed, or 503")
+    s.add_argument("--threads", type=int, help="requests handled at once (default 8)")
     s.set_defaults(func=_lazy("hub.serve"))
 
     # tokens come from SRC_HF_TOKEN / HF_TOKEN, never the command line (shell history, `ps`)
