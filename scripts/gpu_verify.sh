@@ -6,6 +6,9 @@
 # (default /tmp/gpu-out).
 #   STAGES="build tests bench e2e" (default: all)   KB_BUILD_ARGS (default "--cuda-archs 9.0": this GPU only)
 #   BUILD_ROOT (default /tmp/build)   KB_BENCH_ARGS, KB_E2E_ARGS: extra arguments
+#   KB_BUILDER_ROOT (default: this checkout): a directory holding builder/ and templates/ to build with, e.g. a
+#   snapshot of the last commit (`git archive HEAD builder templates | tar -x -C .out/head`, carried) when the
+#   working tree holds others' unfinished builder changes
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
@@ -15,7 +18,7 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH=$PWD/builder${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export PYTHONPATH=${KB_BUILDER_ROOT:-$PWD}/builder${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export KERNEL_BUILDER_CACHE=${KERNEL_BUILDER_CACHE:-/tmp/kbcache}
 # The H100 image sets CXX=/opt/gcc/bin/g++, which links libstdc++ statically (kernel-builder refuses that
 # output); its system g++ links it shared, as torch expects.

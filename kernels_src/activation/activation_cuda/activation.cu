@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <type_traits>
@@ -415,6 +416,57 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocks)
   }
 }
 
+// Division by a run-time divisor d < 2^31 of a numerator n < 2^31 as a
+// multiply-high, an add and a shift (Granlund-Montgomery: l = ceil(log2 d),
+// m = floor(2^32 (2^l - d) / d) + 1; (umulhi(n, m) + n) cannot overflow as
+// umulhi(n, m) < n < 2^31). The host computes m and l once per launch.
+struct FastDiv {
+  uint32_t d;
+  uint32_t m;
+  uint32_t l;
+  __device__ __forceinline__ uint32_t div(uint32_t n) const {
+    return (__umulhi(n, m) + n) >> l;
+  }
+};
+
+inline FastDiv make_fastdiv(uint32_t d) {
+  d = d > 0 ? d : 1;  // empty launches
+  uint32_t l = 0;
+  while ((uint64_t{1} << l) < d) {
+    ++l;
+  }
+  const uint64_t m = ((uint64_t{1} << 32) * ((uint64_t{1} << l) - d)) / d + 1;
+  return {d, static_cast<uint32_t>(m), l};
+}
+
+// Gated op, one output pack per thread (and its two input packs): thread g
+// is pack g % ppr of row g / ppr, with 32-bit indices and the division as a
+// multiply-high. KB_AB knob.
+template <typename T, Activation A, int N>
+__global__ void __launch_bounds__(kBlockThreads)
+    act_gated_flat_kernel(T* __restrict__ out, const T* __restrict__ in,
+                          uint32_t total, FastDiv ppr, int64_t d,
+                          int64_t in_stride, int64_t out_stride) {
+  const uint32_t g = blockIdx.x * blockDim.x + threadIdx.x;
+  if (g >= total) {
+    return;
+  }
+  const uint32_t row = ppr.div(g);
+  const uint32_t pk = g - row * ppr.d;
+  const T* x = in + static_cast<int64_t>(row) * in_stride + pk * N;
+  Vec<T, N> a, b;
+  a.load(x);
+  b.load(x + d);
+  Vec<T, N> r;
+  map_vec(r, a, b, [](float v, float gate) { return activate<A, T>(v) * gate; });
+  r.store(out + static_cast<int64_t>(row) * out_stride + pk * N);
+}
+
+int ab_knob() {  // A/B builds only: KB_AB_ACT selects launch variants
+  const char* s = std::getenv("KB_AB_ACT");
+  return s ? std::atoi(s) : 0;
+}
+
 inline bool aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
 }
@@ -485,6 +537,19 @@ void launch_rows(T* out, const T* in, int64_t rows, int64_t d,
   // the pack too (checked through the extents).
   const int n = pick_pack<T>({out, in}, {d, in_stride, out_stride});
   constexpr int kMax = static_cast<int>(16 / sizeof(T));
+  const int knob = ab_knob();
+  if constexpr (kGated) {
+    const int64_t total = rows * (d / kMax);
+    if ((knob & 1) && n == kMax && total + kBlockThreads < (int64_t{1} << 31) && d / kMax < (int64_t{1} << 31)) {
+      const int threads = (knob & 16) ? 256 : ((knob & 32) ? 64 : 128);
+      const auto blocks = static_cast<unsigned>((total + threads - 1) / threads);
+      act_gated_flat_kernel<T, A, kMax><<<std::max(1u, blocks), threads, 0, stream>>>(
+          out, in, static_cast<uint32_t>(total), make_fastdiv(static_cast<uint32_t>(d / kMax)), d,
+          in_stride, out_stride);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
+  }
   switch (n) {
     case kMax:
       launch_rows_n<T, A, kGated, kMax>(out, in, rows, d, in_stride,
@@ -510,11 +575,23 @@ void launch_flat(T* out, const T* in, int64_t n, cudaStream_t stream) {
   constexpr int kPack = static_cast<int>(16 / sizeof(T));
   constexpr int U = flat_unroll<A>();
   const bool vec = aligned(out, 16) && aligned(in, 16);
-  const int64_t per_block = static_cast<int64_t>(kBlockThreads) * U * (vec ? kPack : 1);
+  const int knob = ab_knob();
+  const int threads = (knob & 2) ? 128 : kBlockThreads;
+  if constexpr (U == 1) {
+    if ((knob & 8) && vec) {
+      const int64_t pb = static_cast<int64_t>(threads) * 2 * kPack;
+      const dim3 g2(static_cast<unsigned>(
+          std::max<int64_t>(1, std::min<int64_t>((n + pb - 1) / pb, kMaxGridX))));
+      act_flat_kernel<T, A, kPack, 2><<<g2, threads, 0, stream>>>(out, in, n);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      return;
+    }
+  }
+  const int64_t per_block = static_cast<int64_t>(threads) * U * (vec ? kPack : 1);
   const dim3 grid(static_cast<unsigned>(
       std::max<int64_t>(1, std::min<int64_t>((n + per_block - 1) / per_block, kMaxGridX))));
   if (vec) {
-    act_flat_kernel<T, A, kPack, U><<<grid, kBlockThreads, 0, stream>>>(out, in, n);
+    act_flat_kernel<T, A, kPack, U><<<grid, threads, 0, stream>>>(out, in, n);
   } else {
     act_flat_kernel<T, A, 1, U><<<grid, kBlockThreads, 0, stream>>>(out, in, n);
   }

@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <type_traits>
@@ -426,6 +427,128 @@ __global__ void __launch_bounds__(512)
   }
 }
 
+// Shared-memory staged kernel: one block per row (grid-stride past the
+// launch limit); pass 1 loads the row (kSmemUnroll packs per thread in
+// flight), accumulates the sum of squares and keeps the row (x + residual,
+// rounded, when fused) in shared memory; pass 2 normalizes it from there.
+// The row costs shared memory instead of registers, so more rows are
+// resident per SM than in the register-cached kernel. A thread reads back
+// only the packs it wrote (no barrier needed beyond block_sum's); outputs
+// may alias inputs. With blockDim.x >= npacks / kSmemUnroll the per-thread
+// order of the sum equals rms_norm_cached_kernel's. KB_AB knob.
+constexpr int kSmemUnroll = 4;
+template <typename T, int N, bool kFused, int kMaxThreads, int kMinBlocks>
+__global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
+    rms_norm_smem_kernel(T* out, T* res_out, const T* in, const T* res,
+                         const T* __restrict__ weight, RmsNormArgs a) {
+  using P = Words<T, N>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  P* srow = reinterpret_cast<P*>(smem_raw);
+  __shared__ float shm[33];
+  const int npacks = static_cast<int>(a.cols / N);
+  const int tx = blockDim.x;
+  for (int64_t row = blockIdx.x; row < a.rows; row += gridDim.x) {
+    const T* x = in + row * a.in_stride;
+    const T* r = kFused ? res + row * a.res_stride : nullptr;
+    T* ro = kFused ? res_out + row * a.res_out_stride : nullptr;
+    float ss = 0.0f;
+    // Loads in flight per thread: fewer where the register cap is tight
+    // (the sum's order is the pack order either way).
+    constexpr int kU = (kMinBlocks >= 7 || kFused) ? 2 : kSmemUnroll;
+    for (int i0 = threadIdx.x; i0 < npacks; i0 += kU * tx) {
+      P xv[kU];
+      P rv[kFused ? kU : 1];
+#pragma unroll
+      for (int c = 0; c < kU; ++c) {
+        const int i = i0 + c * tx;
+        if (i < npacks) {
+          xv[c] = load_words<T, N>(x + static_cast<int64_t>(i) * N);
+          if constexpr (kFused) {
+            rv[c] = load_words<T, N>(r + static_cast<int64_t>(i) * N);
+          }
+        }
+      }
+#pragma unroll
+      for (int c = 0; c < kU; ++c) {
+        const int i = i0 + c * tx;
+        if (i < npacks) {
+          float f[N];
+          to_float<T, N>(xv[c], f);
+          if constexpr (kFused) {
+            float g[N];
+            to_float<T, N>(rv[c], g);
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+              f[j] += g[j];
+            }
+            xv[c] = from_float<T, N>(f);
+            store_words<T, N>(ro + static_cast<int64_t>(i) * N, xv[c]);
+            to_float<T, N>(xv[c], f);
+          }
+#pragma unroll
+          for (int j = 0; j < N; ++j) {
+            ss += f[j] * f[j];
+          }
+          srow[i] = xv[c];
+        }
+      }
+    }
+    ss = block_sum(ss, shm);
+    const float inv_rms = rsqrtf(ss / static_cast<float>(a.cols) + a.eps);
+    T* o = out + row * a.out_stride;
+    // One pack at a time (the weight is an L1/L2 hit): holding 4 weight and
+    // row packs at once spilled under the register caps.
+#pragma unroll 2
+    for (int i = threadIdx.x; i < npacks; i += tx) {
+      float f[N];
+      float g[N];
+      to_float<T, N>(srow[i], f);
+      to_float<T, N>(load_words<T, N>(weight + static_cast<int64_t>(i) * N), g);
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        f[j] *= inv_rms;
+      }
+      to_float<T, N>(from_float<T, N>(f), f);
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        f[j] *= g[j];
+      }
+      store_words<T, N>(o + static_cast<int64_t>(i) * N, from_float<T, N>(f));
+    }
+    __syncthreads();  // the next row's pass 1 overwrites srow
+  }
+}
+
+int ab_knob() {  // A/B builds only: KB_AB_RMS selects launch variants
+  const char* s = std::getenv("KB_AB_RMS");
+  return s ? std::atoi(s) : 0;
+}
+
+// Launches rms_norm_smem_kernel with `threads` threads, one block per row.
+template <typename T, int N, bool kFused>
+void launch_smem(const RmsNormArgs& a, T* out, T* res_out, const T* in,
+                 const T* res, const T* weight, int64_t threads,
+                 cudaStream_t stream) {
+  static std::atomic<bool> raised{false};
+  // <= 256 threads: registers capped for 7 blocks per SM (rows of <= 32 KB
+  // then fit 7 to an SM's shared memory); else for 3 blocks of 512.
+  auto kernel = threads <= 256 ? rms_norm_smem_kernel<T, N, kFused, 256, 7>
+                               : rms_norm_smem_kernel<T, N, kFused, 512, 3>;
+  if (!raised.load(std::memory_order_relaxed)) {
+    for (auto k : {rms_norm_smem_kernel<T, N, kFused, 256, 7>,
+                   rms_norm_smem_kernel<T, N, kFused, 512, 3>}) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(
+          k, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+    }
+    raised.store(true, std::memory_order_relaxed);
+  }
+  const size_t bytes = static_cast<size_t>(a.cols) * sizeof(T);
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(a.rows, 0x7fffffff)));
+  kernel<<<grid, static_cast<unsigned>(threads), bytes, stream>>>(
+      out, res_out, in, res, weight, a);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 inline bool aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
 }
@@ -555,6 +678,12 @@ void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         return;
       }
+      if (a.rows >= kOnePassMinWaves * resident && (ab_knob() & 1)) {
+        const int64_t st = (ab_knob() & 8) ? round32((npacks + 2 * kCache - 1) / (2 * kCache)) : threads;
+        launch_smem<T, N, kFused>(a, out, res_out, in, res, weight, st,
+                                  stream);
+        return;
+      }
       if (a.rows >= kOnePassMinWaves * resident) {
         rms_norm_cached_kernel<T, N, kFused, kCache, false, false>
             <<<one_pass_grid, static_cast<unsigned>(threads), 0, stream>>>(
@@ -581,6 +710,15 @@ void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
   // input, 336 us, 66 % of the copy bandwidth). 1024-thread blocks keep 2
   // rows per SM: 474 MB read, 250 us, 89 %.
   const int64_t row_bytes = a.cols * static_cast<int64_t>(sizeof(T));
+  if constexpr (N > 1) {
+    const int knob = ab_knob();
+    if ((knob & 2) && row_bytes <= 96 * 1024 && a.rows >= 2 * static_cast<int64_t>(sms)) {
+      const int64_t want = (knob & 8) ? 256 : 512;
+      launch_smem<T, N, kFused>(a, out, res_out, in, res, weight,
+                                std::min<int64_t>(want, round32(npacks)), stream);
+      return;
+    }
+  }
   const int64_t max_threads =
       (a.rows < 2 * static_cast<int64_t>(sms) || row_bytes > 16384) ? 1024 : 256;
   const int64_t threads = std::min<int64_t>(max_threads, round32(npacks));

@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <type_traits>
@@ -294,6 +295,76 @@ __global__ void __launch_bounds__(256)
   rotate_store<T, N>(x1, x2, c1, c2, s1, s2, o, off, half);
 }
 
+// Division by a run-time divisor d < 2^31 of a numerator n < 2^31 as a
+// multiply-high, an add and a shift (Granlund-Montgomery: l = ceil(log2 d),
+// m = floor(2^32 (2^l - d) / d) + 1; umulhi(n, m) < n, so the add cannot
+// overflow). The host computes m and l once per launch.
+struct FastDiv {
+  uint32_t d;
+  uint32_t m;
+  uint32_t l;
+  __device__ __forceinline__ uint32_t div(uint32_t n) const {
+    return (__umulhi(n, m) + n) >> l;
+  }
+};
+
+inline FastDiv make_fastdiv(uint32_t d) {
+  d = d > 0 ? d : 1;  // empty launches
+  uint32_t l = 0;
+  while ((uint64_t{1} << l) < d) {
+    ++l;
+  }
+  const uint64_t m = ((uint64_t{1} << 32) * ((uint64_t{1} << l) - d)) / d + 1;
+  return {d, static_cast<uint32_t>(m), l};
+}
+
+// rotary_flat_kernel with every index division (by npacks, heads and seq)
+// done in 32 bits as a multiply-high: the flat kernel's 32-bit divisions by
+// run-time npacks and heads and its 64-bit division by seq cost more
+// instructions than its two 16-byte loads. total < 2^31. KB_AB knob.
+template <typename T, int N>
+__global__ void __launch_bounds__(256)
+    rotary_flat_fast_kernel(T* q_out, T* k_out, const T* q, const T* k,
+                            const T* __restrict__ cos, const T* __restrict__ sin,
+                            RotaryArgs a, FastDiv fnp, FastDiv fheads,
+                            FastDiv fseq, uint32_t total) {
+  const uint32_t g = blockIdx.x * blockDim.x + threadIdx.x;
+  if (g >= total) {
+    return;
+  }
+  const uint32_t rest = fnp.div(g);
+  const uint32_t pk = g - rest * fnp.d;
+  const uint32_t t = fheads.div(rest);
+  const uint32_t h = rest - t * fheads.d;
+  const uint32_t b = fseq.div(t);
+  const uint32_t p = t - b * fseq.d;
+  const int64_t half = a.head_dim / 2;
+  const int64_t off = static_cast<int64_t>(pk) * N;
+  const bool is_q = h < a.q_heads;
+  const int64_t hk = static_cast<int64_t>(h) - (is_q ? 0 : a.q_heads);
+  const T* x = is_q ? q + b * a.q_stride[0] + p * a.q_stride[2] + hk * a.q_stride[1]
+                    : k + b * a.k_stride[0] + p * a.k_stride[2] + hk * a.k_stride[1];
+  T* o = is_q ? q_out + b * a.q_out_stride[0] + p * a.q_out_stride[2] +
+                    hk * a.q_out_stride[1]
+              : k_out + b * a.k_out_stride[0] + p * a.k_out_stride[2] +
+                    hk * a.k_out_stride[1];
+  const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
+  const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
+  Vec<T, N> x1, x2, c1, c2, s1, s2;
+  x1.load(x + off);
+  x2.load(x + off + half);
+  c1.load(crow + off);
+  c2.load(crow + off + half);
+  s1.load(srow + off);
+  s2.load(srow + off + half);
+  rotate_store<T, N>(x1, x2, c1, c2, s1, s2, o, off, half);
+}
+
+int ab_knob() {  // A/B builds only: KB_AB_ROT selects launch variants
+  const char* s = std::getenv("KB_AB_ROT");
+  return s ? std::atoi(s) : 0;
+}
+
 constexpr int64_t kFlatMaxHeads = 128;  // q + k heads
 
 inline bool aligned(const void* p, int64_t bytes) {
@@ -346,6 +417,16 @@ void launch_n(const RotaryArgs& a, T* q_out, T* k_out, const T* q, const T* k,
   // kHeadsPerStep heads per step, spread evenly (80 heads: 20 slots of 4);
   // z: tokens per block, to fill kThreads for small head counts.
   const int64_t total = tokens * heads * npacks;
+  if ((ab_knob() & 1) && total + kThreads < (int64_t{1} << 31) && a.seq < (int64_t{1} << 31)) {
+    const int threads = (ab_knob() & 2) ? 128 : kThreads;
+    const auto blocks = static_cast<unsigned>((total + threads - 1) / threads);
+    rotary_flat_fast_kernel<T, N><<<std::max(1u, blocks), threads, 0, stream>>>(
+        q_out, k_out, q, k, cos, sin, a, make_fastdiv(static_cast<uint32_t>(npacks)),
+        make_fastdiv(static_cast<uint32_t>(heads)), make_fastdiv(static_cast<uint32_t>(a.seq)),
+        static_cast<uint32_t>(total));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   if (heads <= kFlatMaxHeads && total <= 0xffffffffLL - kThreads) {
     const auto blocks = static_cast<unsigned>((total + kThreads - 1) / kThreads);
     rotary_flat_kernel<T, N><<<blocks, kThreads, 0, stream>>>(
