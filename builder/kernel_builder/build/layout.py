@@ -16,22 +16,24 @@ from pathlib import Path
 
 from .. import PACKAGE_DIR, __version__, settings
 from ..project.model import Project
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..tools import probe
 
 EXCLUDED_TOP = {"metadata.json", "metadata.json.sigstore"}
 
 
 def package_files(project: Project) -> dict[str, bytes]:
-    """The kernel's Python package (torch-ext/<module>/), without caches: what the loader imports."""
-    pyext = project.torch.pyext if project.torch else project.noarch.pyext
+    """The kernel's Python package (torch-ext/<module>/), without caches: what the loader imports. A file
+    that resolves outside the project is refused here too (load_project refused it already; the tree may
+    have changed since), so no outside byte reaches a variant or its digest."""
     files = {}
     base = project.package_dir
-    for p in sorted(base.rglob("*")):
-        if not p.is_file() or "__pycache__" in p.relative_to(base).parts or p.suffix == ".pyc":
-            continue
-        if p.suffix.lstrip(".") in pyext or p.suffix == ".py":
-            files[p.relative_to(base).as_posix()] = p.read_bytes()
+    for p in project.package_files():
+        rel = p.relative_to(base).as_posix()
+        if not p.resolve().is_relative_to(project.root):
+            raise ConfigError(project.file, "general.name", f"torch-ext/{project.general.module}/{rel}: leaves the "
+                              "project through a symlink")
+        files[rel] = p.read_bytes()
     return files
 
 

@@ -19,8 +19,10 @@ else:  # pragma: no cover
 
 from .. import backends
 from ..errors import ConfigError
+from . import limits
+from .flags import flag_problem
 from .model import (COMMON_KERNEL_KEYS, HEADER_SUFFIXES, SOURCE_SUFFIXES, General, Hub,  # noqa: F401 (re-exported)
-                      Kernel, Project, TorchExt, TorchNoarch, line_of)
+                      Kernel, Project, TorchExt, TorchNoarch)
 from ..variants import FAMILIES
 
 NAME_RE = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")
@@ -75,22 +77,22 @@ class _Reader:
 
     def __init__(self, path: Path, text: str):
         self.path, self.text = path, text
-        self.lines = text.splitlines()
+        self._index: limits.LineIndex | None = None  # built on the first error or note
         self.notes: list[str] = []  # lint-level findings: one line each, printed as `note: ...`
 
     def note(self, key: str, problem: str, value=None):
-        if value is not None:
-            problem = f"{problem} (got {value!r})"
         line = self.line_of(key)
-        self.notes.append(f"{self.path}{f':{line}' if line else ''}: {key}: {problem}")
+        shown_key, problem = limits.fitted(key, problem, value)
+        self.notes.append(f"{self.path}{f':{line}' if line else ''}: {shown_key}: {problem}")
 
     def fail(self, key: str, problem: str, value=None):
-        if value is not None:
-            problem = f"{problem} (got {value!r})"
-        raise ConfigError(self.path, key, problem, self.line_of(key))
+        """Stop with one line: keys and values are the file's own, so they are cut and escaped to fit it."""
+        raise ConfigError(self.path, *limits.fitted(key, problem, value), self.line_of(key))
 
     def line_of(self, dotted: str) -> int | None:
-        return line_of(self.lines, dotted)
+        if self._index is None:
+            self._index = limits.LineIndex(self.text)
+        return self._index.line_of(dotted)
 
     # --- typed getters --------------------------------------------------------------------------
     def check_keys(self, table: dict, allowed: set, prefix: str):
@@ -107,7 +109,7 @@ class _Reader:
         v = table[key]
         if not isinstance(v, str):
             self.fail(f"{prefix}.{key}", "must be a string", v)
-        if pattern is not None and not pattern.match(v):
+        if pattern is not None and not pattern.fullmatch(v):
             self.fail(f"{prefix}.{key}", f"must be {what}", v)
         return v
 
@@ -137,11 +139,16 @@ class _Reader:
                 seen.add(norm)
                 kept.append(x)
             v = kept
+        if key.endswith("-flags"):  # every backend's flag list: cxx-, cuda-, ascendc-, hip-, sycl-flags
+            for i, flag in enumerate(v):
+                problem = flag_problem(v, i)
+                if problem:
+                    self.fail(f"{prefix}.{key}", problem, flag)
         return tuple(v)
 
     def version(self, table: dict, key: str, prefix: str):
         v = self.string(table, key, prefix)
-        if v is not None and not VERSION_RE.match(v):
+        if v is not None and not VERSION_RE.fullmatch(v):
             self.fail(f"{prefix}.{key}", "must be a version like \"2.8\" or \"12.8\"", v)
         return v
 
@@ -156,13 +163,7 @@ def load_project(root: Path | str) -> Project:
     path = root / "build.toml"
     if not path.is_file():
         raise ConfigError(path, "", "no build.toml here (is this a kernel project directory?)")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    r = _Reader(path, text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"line (\d+)", str(e))
-        raise ConfigError(path, "", f"TOML syntax error: {e}", int(m.group(1)) if m else None) from None
+    data, r = _parse(path)
     notes = r.notes
     r.check_keys(data, _TOP_KEYS, "")
 
@@ -184,9 +185,29 @@ def load_project(root: Path | str) -> Project:
         r.fail("kernel", "[torch-noarch] projects have no compiled [kernel.*] tables")
 
     project = Project(root=root, file=path, general=general, torch=torch, noarch=noarch,
-                      kernels=kernels, notes=tuple(notes), text=text)
+                      kernels=kernels, notes=tuple(notes), text=r.text)
     _check_paths(r, project)
     return project
+
+
+def _parse(path: Path) -> tuple[dict, _Reader]:
+    """build.toml read within the limits (limits.py): a hostile file ends here as one short line."""
+    if not path.resolve().is_relative_to(path.parent):
+        raise ConfigError(path, "", "is a symlink leaving the project")
+    text = limits.read_text(path)
+    r = _Reader(path, text)
+    deep = limits.deep_line(text)
+    if deep is not None:
+        raise ConfigError(path, "", f"arrays or tables nested deeper than {limits.MAX_DEPTH} levels", deep)
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as e:  # ValueError: an int over 4300 digits
+        m = re.search(r"line (\d+)", str(e))
+        raise ConfigError(path, "", f"TOML syntax error: {limits.shown_key(str(e))}", int(m.group(1)) if m else None) from None
+    found = limits.value_problem(data)
+    if found:
+        r.fail(*found)
+    return data, r
 
 
 def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
@@ -201,6 +222,8 @@ def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
         r.fail("general.edition", "unsupported edition; kernel-builder reads editions 4 and 5", edition)
     if edition == 4:
         notes.append(f"{r.path}: edition 4 (no `edition` key): read as edition 5; add `edition = 5` to silence this")
+    if isinstance(g.get("name"), str) and len(g["name"]) > limits.MAX_NAME:
+        r.fail("general.name", f"longer than {limits.MAX_NAME} characters", g["name"])
     name = r.string(g, "name", "general", required=True, pattern=NAME_RE,
                     what="lowercase letters, digits and dashes, starting with a letter, not ending with a dash")
     version = g.get("version")
@@ -240,9 +263,9 @@ def _read_general(r: _Reader, data: dict, notes: list[str]) -> General:
 def _read_url(r: _Reader, g: dict, key: str) -> None:
     """general.upstream / general.source: an http(s) URL, or (with a note) any git URL HF's parser takes."""
     v = r.string(g, key, "general")
-    if v is None or HTTP_URL_RE.match(v):
+    if v is None or HTTP_URL_RE.fullmatch(v):
         return
-    if not GIT_URL_RE.match(v):
+    if not GIT_URL_RE.fullmatch(v):
         r.fail(f"general.{key}", "must be an http(s) or git URL (git+https://, ssh://, git@host:path)", v)
     r.note(f"general.{key}", "is a git URL, not an http(s) one: kept as written, links to it may not open", v)
 
@@ -279,7 +302,7 @@ def _read_torch(r: _Reader, t, general: General) -> TorchExt:
         r.fail("torch.src", "names no C++ source (.cpp/.cc) to compile the binding from", list(src))
     pyext = r.str_list(t, "pyext", "torch", dedupe=True) or ("py", "pyi")
     for e in pyext:
-        if not re.match(r"^[A-Za-z0-9]+$", e):
+        if not re.fullmatch(r"[A-Za-z0-9]+", e):
             r.fail("torch.pyext", "entries are file extensions without the dot", e)
     minver, maxver = r.version(t, "minver", "torch"), r.version(t, "maxver", "torch")
     if minver and maxver and _vtuple(minver) > _vtuple(maxver):
@@ -294,14 +317,14 @@ def _read_stable_abi(r: _Reader, s, general: General) -> dict:
     general.backends does not list is never built: ignored, with a note (HF's parser accepts it)."""
     stable = {}
     if isinstance(s, str):
-        if not VERSION_RE.match(s):
+        if not VERSION_RE.fullmatch(s):
             r.fail("torch.stable-abi", "must be a torch version like \"2.10\"", s)
         stable = {b: s for b in general.backends}
     elif isinstance(s, dict):
         for b, v in s.items():
             if b not in ALL_BACKENDS:
                 r.fail(f"torch.stable-abi.{b}", f"unknown backend; known: {', '.join(ALL_BACKENDS)}", b)
-            if not isinstance(v, str) or not VERSION_RE.match(v):
+            if not isinstance(v, str) or not VERSION_RE.fullmatch(v):
                 r.fail(f"torch.stable-abi.{b}", "must be a torch version like \"2.10\"", v)
             if b not in general.backends:
                 r.note(f"torch.stable-abi.{b}", f"backend is not listed in general.backends {list(general.backends)}; "
@@ -332,8 +355,9 @@ def _read_kernels(r: _Reader, tables, general: General, notes: list[str]) -> tup
     out = []
     for kname, t in tables.items():
         prefix = f"kernel.{kname}"
-        if not KERNEL_TABLE_RE.match(kname):
-            r.fail(prefix, "kernel names are identifiers (letters, digits, _ and -)", kname)
+        if not KERNEL_TABLE_RE.fullmatch(kname) or len(kname) > limits.MAX_NAME:
+            r.fail(prefix, f"kernel names are identifiers (letters, digits, _ and -) of at most {limits.MAX_NAME} "
+                   "characters", kname)
         if not isinstance(t, dict):
             r.fail(prefix, "must be a table", t)
         backend = r.string(t, "backend", prefix, required=True)
@@ -376,30 +400,60 @@ def _read_built_kernel(r: _Reader, prefix: str, family: str, src: tuple[str, ...
 
 
 def _check_paths(r: _Reader, p: Project) -> None:
-    """Every path must exist and stay inside the project: a build never reads outside what it names."""
-    def check(key: str, rel: str, want_dir: bool):
-        if rel.startswith("/") or ".." in PurePosixPath(rel).parts:
-            r.fail(key, "must be a relative path inside the project", rel)
-        full = p.root / rel
-        if full.exists() and not full.resolve().is_relative_to(p.root):
-            r.fail(key, "leaves the project through a symlink", rel)
-        if want_dir and not full.is_dir():
-            r.fail(key, "directory does not exist", rel)
-        if not want_dir and not full.is_file():
-            r.fail(key, "file does not exist", rel)
-
-    if p.torch:
-        for s in p.torch.src:
-            check("torch.src", s, False)
-        for s in p.torch.include:
-            check("torch.include", s, True)
-    for k in p.kernels:
-        if not backends.is_built(k.backend):
+    """Every path must exist and stay inside the project once symlinks are resolved: a build never reads
+    (compiles, hashes, or copies into the variant) a file outside what it was given. A table of a backend
+    we do not build is never read, so only its paths' spelling is checked."""
+    checked = set()  # (path, kind): 10,000 kernel tables may name the same file
+    for key, rel, want_dir, built in _named_paths(p):
+        if (rel, want_dir, built) in checked:
             continue
-        for s in k.src:
-            check(f"kernel.{k.name}.src", s, False)
-        for s in k.include:
-            check(f"kernel.{k.name}.include", s, True)
+        checked.add((rel, want_dir, built))
+        problem = limits.path_problem(rel)
+        if problem is None and (rel.startswith("/") or ".." in PurePosixPath(rel).parts):
+            problem = "must be a relative path inside the project"
+        if problem is None:
+            problem = _escape(p.root, p.root / rel)
+        if problem is None and built and not ((p.root / rel).is_dir() if want_dir else (p.root / rel).is_file()):
+            problem = "directory does not exist" if want_dir else "file does not exist"
+        if problem:
+            r.fail(key, problem, rel)
     if not (p.package_dir / "__init__.py").is_file():
         r.fail("general.name", f"the Python package torch-ext/{p.general.module}/__init__.py is missing",
                p.general.name)
+    below = [("general.name", "a file of the Python package", p.package_files())]
+    below += [(key, "a header below this include directory", p.header_files([d])) for key, d in _include_keys(p)]
+    for key, what, files in below:
+        for f in files:
+            problem = _escape(p.root, f)
+            if problem:
+                r.fail(key, f"{what} {problem}", f.relative_to(p.root).as_posix())
+
+
+def _named_paths(p: Project):
+    """(key, path, is a directory, read by a build) of every path build.toml names."""
+    for s in (p.torch.src if p.torch else ()):
+        yield "torch.src", s, False, True
+    for s in (p.torch.include if p.torch else ()):
+        yield "torch.include", s, True, True
+    for k in p.kernels:
+        built = backends.is_built(k.backend)
+        yield from ((f"kernel.{k.name}.src", s, False, built) for s in k.src)
+        yield from ((f"kernel.{k.name}.include", s, True, built) for s in k.include)
+
+
+def _include_keys(p: Project):
+    """(key, include directory) of every include directory a build passes to a compiler, once each."""
+    seen = set()
+    for key, rel, want_dir, built in _named_paths(p):
+        if want_dir and built and rel not in seen:
+            seen.add(rel)
+            yield key, rel
+
+
+def _escape(root: Path, path: Path) -> str | None:
+    """Why `path` is outside `root` once every symlink on the way is followed (None: it is inside)."""
+    try:
+        inside = path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return "cannot be resolved (a symlink loop?)"
+    return None if inside else "leaves the project through a symlink"

@@ -6,10 +6,12 @@ reader, which itself asks the backend registry what each kernel table may hold.
 
 from __future__ import annotations
 
-import re
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
+
+from .limits import LineIndex
 
 SOURCE_SUFFIXES = {".cpp", ".cc", ".cxx", ".c", ".cu"}
 HEADER_SUFFIXES = {".h", ".hh", ".hpp", ".cuh", ".inc", ".inl"}
@@ -94,79 +96,50 @@ class Project:
         return self.root / "torch-ext" / self.general.module
 
     def line_of(self, dotted: str) -> int | None:
-        """The build.toml line of a key, for errors found after loading (planning)."""
-        return line_of(self.text.splitlines(), dotted)
+        """The build.toml line of a key, for errors found after loading (planning asks once per kernel)."""
+        return self._lines.line_of(dotted)
+
+    @functools.cached_property
+    def _lines(self) -> LineIndex:
+        return LineIndex(self.text)
 
     def all_inputs(self) -> list[Path]:
-        """Every file whose bytes decide what a build produces (for fingerprints and no-op detection)."""
+        """Every file whose bytes decide what a build produces (for fingerprints and no-op detection).
+        A file of a kernel table no backend builds may be missing: it is not an input then."""
         files = {self.file}
         for rel in (self.torch.src if self.torch else ()):
             files.add(self.root / rel)
         for k in self.kernels:
             files.update(self.root / rel for rel in k.src)
-        for inc in self._include_dirs():
-            if inc.is_dir():
-                files.update(p for p in inc.rglob("*") if p.is_file() and p.suffix in HEADER_SUFFIXES)
-        if self.package_dir.is_dir():
-            files.update(p for p in self.package_dir.rglob("*") if p.is_file() and _is_package_file(p, self))
-        return sorted(files)
+        files.update(self.header_files(self._include_dirs()))
+        files.update(self.package_files())
+        return sorted(p for p in files if p.is_file())
 
-    def _include_dirs(self) -> list[Path]:
-        dirs = [self.root / i for i in (self.torch.include if self.torch else ())]
+    def header_files(self, include_dirs) -> list[Path]:
+        """Headers below the include directories (relative to the root) that exist."""
+        found = set()
+        for inc in dict.fromkeys(self.root / i for i in include_dirs):
+            if inc.is_dir():
+                found.update(p for p in inc.rglob("*") if p.suffix in HEADER_SUFFIXES and p.is_file())
+        return sorted(found)
+
+    def package_files(self) -> list[Path]:
+        """The kernel's Python package (torch-ext/<module>/) as the variant holds it: without caches."""
+        base = self.package_dir
+        if not base.is_dir():
+            return []
+        return sorted(p for p in base.rglob("*") if "__pycache__" not in p.relative_to(base).parts
+                      and _is_package_file(p, self) and p.is_file())
+
+    def _include_dirs(self) -> list[str]:
+        dirs = list(self.torch.include if self.torch else ())
         for k in self.kernels:
-            dirs += [self.root / i for i in k.include]
+            dirs += k.include
         return dirs
 
 
 def _is_package_file(p: Path, project: Project) -> bool:
-    if "__pycache__" in p.parts or p.suffix == ".pyc":
+    if p.suffix == ".pyc":
         return False
     pyext = project.torch.pyext if project.torch else (project.noarch.pyext if project.noarch else ("py",))
     return p.suffix.lstrip(".") in pyext or p.suffix == ".py"
-
-
-# --------------------------------------------------------------------------------------------------
-# Where a key is written: errors name the line
-# --------------------------------------------------------------------------------------------------
-
-
-def line_of(lines: list[str], dotted: str) -> int | None:
-    """Best-effort line of `a.b.c`: its own table header `[a.b.c]`, else the `c = ` (or dotted
-    `b.c = `) line inside the enclosing table, else the enclosing table's header."""
-    parts = dotted.split(".") if dotted else []
-    if not parts:
-        return None
-    for i, line in enumerate(lines):
-        if line.strip().startswith("[") and _header_name(line.strip()) == parts:
-            return i + 1
-    for split in range(len(parts) - 1, -1, -1):
-        table, rest = parts[:split], parts[split:]
-        inside, header = not table, None
-        for i, line in enumerate(lines):
-            s = line.strip()
-            if s.startswith("["):
-                inside = _header_name(s) == table
-                if inside and header is None:
-                    header = i + 1
-                continue
-            key = _assigned_key(s)
-            if inside and key and key == rest[:len(key)]:
-                return i + 1
-        if header is not None:
-            return header
-    return None
-
-
-def _header_name(line: str) -> list[str] | None:
-    m = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?", line)
-    if not m:
-        return None
-    return [p.strip().strip('"\'') for p in m.group(1).split(".")]
-
-
-def _assigned_key(line: str) -> list[str] | None:
-    """`a."b c".d = 1` -> ["a", "b c", "d"]; None for lines that assign nothing."""
-    m = re.match(r'^((?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\'))*)\s*=', line)
-    if not m:
-        return None
-    return [p.strip().strip('"\'') for p in re.findall(r'[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\'', m.group(1))]
