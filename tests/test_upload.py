@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -272,3 +273,34 @@ def test_interrupted_uploads_leave_the_old_tree_or_the_new_one():
     assert p.returncode == 0, p.stdout + p.stderr
     summary = p.stdout.strip().splitlines()[-1]
     assert "mixed 0" in summary and "loads matching the tree 3" in summary, p.stdout
+
+
+def test_cli_hub_errors_are_one_line_with_their_exit_code(noarch, hub, tmp_path):
+    """A wrong token on an existing repo (once an HfUriError traceback), a malformed repo id, an unreachable
+    mirror source: one line each, exit 6 / 2 / 7, no traceback unless --debug, and never the token."""
+    HfApi(endpoint=hub.url, token=TOKEN).create_repo("acme/py-relu", repo_type="kernel")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["HF_HOME"] = str(tmp_path / "empty-home")
+
+    def cli(*args, token=None):
+        e = dict(env, **({"HF_TOKEN": token} if token else {}))
+        return subprocess.run([sys.executable, "-m", "kernel_builder", *map(str, args)], capture_output=True,
+                              text=True, env=e, timeout=300)
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    build = noarch / "build"
+    cases = [(cli("upload", build, "--endpoint", hub.url, token="wrong-token-value"), 6, "403"),
+             (cli("upload", build, "--repo-id", "acme/../x", "--endpoint", hub.url, token=TOKEN), 2, "not a repo id"),
+             (cli("upload", build, "--repo-id", "acme/" + "x" * 100_000, "--endpoint", hub.url, token=TOKEN), 2,
+              "100005 characters"),
+             (cli("mirror", "acme/py-relu", "--version", "2", "--from", dead, "--to", hub.url, token=TOKEN), 7,
+              "cannot reach")]
+    for p, code, words in cases:
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == code and len(lines) == 1 and words in lines[0], (p.args[3:6], p.returncode, p.stderr)
+        assert len(lines[0]) <= 500 and "wrong-token-value" not in p.stdout + p.stderr
+    p = cli("--debug", "mirror", "acme/py-relu", "--version", "2", "--from", dead, "--to", hub.url, token=TOKEN)
+    assert p.returncode == 7 and "Traceback" in p.stderr
+    assert files(hub.url, "acme/py-relu", "main") == []  # nothing was written by any of them

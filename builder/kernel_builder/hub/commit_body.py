@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ from .store import StoreError
 
 CHUNK = 1 << 20
 MAX_LINE = 1 << 20  # bytes of one line other than its streamed file content
-_QUOTE_OR_ESCAPE = re.compile(rb'["\\]')
 _WS = frozenset(b" \t\r")
 
 
@@ -141,11 +139,12 @@ class Scanner:
             self.b64_escape = False
             self.b64.feed(b"/")
             return i + 1
-        m = _QUOTE_OR_ESCAPE.search(chunk, i)
-        end = m.start() if m else len(chunk)
-        self.b64.feed(chunk[i:end])
-        if m is None:
-            return end
+        end = chunk.find(b'"', i)  # memchr: a regex here ran at ~100 MB/s, this at GB/s
+        esc = chunk.find(b"\\", i, len(chunk) if end < 0 else end)
+        end = esc if esc >= 0 else end
+        self.b64.feed(chunk[i:len(chunk) if end < 0 else end])
+        if end < 0:
+            return len(chunk)
         if chunk[end] == 0x5C:
             self.b64_escape = True
             return end + 1

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .translate import translate
-from .upload import token_from_env, upload
+from .upload import check_repo_id, token_from_env, upload
 
 
 def mirror(src_endpoint: str, dst_endpoint: str, repo_id: str, version: int, src_token=None, dst_token=None,
@@ -20,6 +20,9 @@ def mirror(src_endpoint: str, dst_endpoint: str, repo_id: str, version: int, src
     `variants` limits the copy to those variant names. Tokens default to HF_TOKEN / the saved login."""
     from huggingface_hub import snapshot_download
 
+    check_repo_id(repo_id, "REPO")
+    if dst_repo_id:
+        check_repo_id(dst_repo_id, "--to-repo-id")
     src_endpoint, dst_endpoint = src_endpoint.rstrip("/"), dst_endpoint.rstrip("/")
     patterns = [f"build/{v}/*" for v in variants] if variants else ["build/*"]
     with tempfile.TemporaryDirectory(prefix="kb-mirror-") as tmp:

@@ -69,35 +69,31 @@ class BlobSpool:
             yield chunk
 
     def finish(self) -> tuple[str, int]:
+        """Hashes and compresses in one read of the spool, into git's temporary name, then renames."""
         try:
             sha = hashlib.sha1(b"blob %d\0" % self.size)
-            for chunk in self._chunks():
-                sha.update(chunk)
-            oid = sha.hexdigest()
-            final = self.objects / oid[:2] / oid[2:]
-            if not final.exists():
-                self._store(final)
+            fd, tmp = tempfile.mkstemp(dir=self.objects, prefix="tmp_obj_")  # git's name: `git prune` knows it
+            try:
+                z = zlib.compressobj(0 if self.size > LARGE_BLOB else 1)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(z.compress(b"blob %d\0" % self.size))
+                    for chunk in self._chunks():
+                        sha.update(chunk)
+                        out.write(z.compress(chunk))
+                    out.write(z.flush())
+                oid = sha.hexdigest()
+                final = self.objects / oid[:2] / oid[2:]
+                if not final.exists():
+                    final.parent.mkdir(exist_ok=True)
+                    os.chmod(tmp, 0o444)
+                    os.replace(tmp, final)  # same content under the same name: replacing a twin is harmless
+            finally:
+                Path(tmp).unlink(missing_ok=True)
             return oid, self.size
         except OSError as e:
             raise _guard(e) from None
         finally:
             self.close()
-
-    def _store(self, final: Path) -> None:
-        final.parent.mkdir(exist_ok=True)
-        z = zlib.compressobj(0 if self.size > LARGE_BLOB else 1)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix="tmp_obj_")  # git's name: `git prune` knows it
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(z.compress(b"blob %d\0" % self.size))
-                for chunk in self._chunks():
-                    out.write(z.compress(chunk))
-                out.write(z.flush())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)  # same content under the same name: replacing a twin is harmless
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def close(self) -> None:
         if self.file is not None:

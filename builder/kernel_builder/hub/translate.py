@@ -11,6 +11,10 @@ import contextlib
 from ..errors import HubAuthError, HubError, HubNetworkError, HubRepoNotFound
 
 
+def _cut(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
@@ -23,9 +27,10 @@ def translate(endpoint: str, repo_id: str, action: str):
         import httpx2 as httpx
     except ImportError:  # pragma: no cover
         import httpx
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (HfHubHTTPError, HfUriError, HFValidationError, LocalEntryNotFoundError,
+                                        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 
-    where = f"{endpoint} {repo_id}"
+    where = f"{endpoint} {_cut(repo_id, 200)}"
     try:
         yield
     except RepositoryNotFoundError as e:
@@ -43,5 +48,10 @@ def translate(endpoint: str, repo_id: str, action: str):
                                "set HF_TOKEN to a token with write access (or run `hf auth login`)") from None
         server = getattr(getattr(e, "response", None), "headers", {}).get("X-Error-Message")
         raise HubError(f"{where}: {action}: HTTP {status}: {server or _first_line(e)}") from None
-    except (httpx.TransportError, ConnectionError) as e:
+    except (httpx.TransportError, ConnectionError, OfflineModeIsEnabled) as e:
         raise HubNetworkError(f"{where}: {action}: cannot reach the hub: {_first_line(e) or type(e).__name__}") from None
+    except LocalEntryNotFoundError as e:  # a download that could not reach the hub and found no cached copy
+        raise HubNetworkError(f"{where}: {action}: cannot reach the hub (and nothing cached): "
+                              f"{_cut(_first_line(e).removeprefix('Got: '))}") from None
+    except (HfUriError, HFValidationError) as e:  # the client refused a URL or id: still the hub verb failing
+        raise HubError(f"{where}: {action}: {_cut(_first_line(e))}") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,9 +103,21 @@ def _version(metas: dict[str, dict]) -> int:
     return v
 
 
+REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def check_repo_id(repo_id: str, what: str = "--repo-id") -> str:
+    """`org/name` as the Hub spells it, judged here so a bad id is one line before any network call."""
+    if not REPO_ID_RE.fullmatch(repo_id) or ".." in repo_id or repo_id.endswith((".git", ".")):
+        shown = repo_id if len(repo_id) <= 200 else repo_id[:200] + f"... ({len(repo_id)} characters)"
+        raise UsageError(f"{what}: {shown!r} is not a repo id (org/name: letters, digits, '-', '_', '.'; no '..'; "
+                         "at most 96 characters each)")
+    return repo_id
+
+
 def _repo_id(repo_id: str | None, project: Path) -> str:
     if repo_id:
-        return repo_id
+        return check_repo_id(repo_id)
     from ..project.config import load_project
 
     try:
@@ -113,7 +126,7 @@ def _repo_id(repo_id: str | None, project: Path) -> str:
         raise UsageError(f"no --repo-id given, and no repo id from the project: {e}") from None
     if not hub_id:
         raise UsageError(f"no --repo-id given and {project}/build.toml has no [general.hub] repo-id")
-    return hub_id
+    return check_repo_id(hub_id, f"{project}/build.toml: [general.hub] repo-id")
 
 
 def token_from_env() -> str | None:
@@ -260,8 +273,7 @@ def _print_dry_run(plan: Plan, endpoint: str) -> None:
 def _push_variants(api, plan: Plan, endpoint: str, private: bool, create_pr: bool) -> list[dict]:
     """Creates repo and branch, then commits every variant file in one commit; returns its record."""
     repo = plan.repo_id
-    with translate(endpoint, repo, "create repo"):
-        api.create_repo(repo, repo_type="kernel", private=private, exist_ok=True)
+    _create_repo(api, repo, endpoint, private)
     with translate(endpoint, repo, f"create branch {plan.branch}"):
         if not create_pr:
             api.create_branch(repo, branch=plan.branch, repo_type="kernel", exist_ok=True)
@@ -274,6 +286,23 @@ def _push_variants(api, plan: Plan, endpoint: str, private: bool, create_pr: boo
         info = api.create_commit(repo, ops, commit_message=msg, revision=plan.branch, repo_type="kernel",
                                  create_pr=create_pr)
     return [{"oid": info.oid, "url": str(info.commit_url), "pr": info.pr_url}]
+
+
+def _create_repo(api, repo: str, endpoint: str, private: bool) -> None:
+    """create_repo(exist_ok=True), minus its fallback for a 403 on an existing repo, which builds a URL that
+    huggingface_hub cannot parse for any endpoint but huggingface.co (HfUriError). The same decision here: a
+    repo that exists is fine, whether this token may create repos or not; the commit then says if it may
+    write."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    with translate(endpoint, repo, "create repo"):
+        try:
+            api.create_repo(repo, repo_type="kernel", private=private, exist_ok=False)
+        except HfHubHTTPError as e:
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            if status == 409 or (status == 403 and api.repo_exists(repo, repo_type="kernel")):
+                return
+            raise
 
 
 def _push_card(api, plan: Plan, endpoint: str, card: str, create_pr: bool) -> str:
