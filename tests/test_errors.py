@@ -7,6 +7,7 @@ engines are shell scripts on disk (real programs the real Engine runs), not mock
 
 from __future__ import annotations
 
+import shutil
 import stat
 from pathlib import Path
 
@@ -124,3 +125,49 @@ def test_no_hidden_traceback_printer():
     offenders = [f"{p.relative_to(package)}" for p in package.rglob("*.py")
                  if p.name != "cli.py" and ("print_exc" in p.read_text() or "format_exc" in p.read_text())]
     assert not offenders
+
+
+def _truncated_copy(variant: Path, dst: Path, keep: int) -> Path:
+    """A copy of a built variant whose extension is cut to `keep` bytes, its digest rewritten to match (as
+    a broken download that was re-hashed, or a careless edit, would leave it): only the ELF is wrong."""
+    import json
+
+    from kernel_builder.build.layout import digest_dir
+
+    shutil.copytree(variant, dst)
+    so = next(dst.glob("*.so"))
+    so.write_bytes(so.read_bytes()[:keep])
+    meta = json.loads((dst / "metadata.json").read_text())
+    meta["digest"] = digest_dir(dst)
+    (dst / "metadata.json").write_text(json.dumps(meta, indent=2))
+    return so
+
+
+@pytest.mark.parametrize("keep", [100, 40, 4096])
+def test_check_on_a_truncated_elf_is_one_line(built_kernels, tmp_path, keep):
+    """kernel-abi-check raised a ValueError on such a file: `check` ended as an internal error (exit 1)."""
+    variant = next(p for p in sorted(built_kernels["activation"].iterdir()) if (p / "metadata.json").is_file())
+    so = _truncated_copy(variant, tmp_path / "build" / variant.name, keep)
+    r = run_cli("check", tmp_path / "build", check=False)
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr and "internal error" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{so.name}: elf: truncated" in lines[0], r.stderr
+
+
+def test_elf_problem_reads_only_headers(built_kernels, tmp_path):
+    from kernel_builder.build.elf import elf_problem
+
+    variant = next(p for p in sorted(built_kernels["activation"].iterdir()) if (p / "metadata.json").is_file())
+    whole = next(variant.glob("*.so"))
+    assert elf_problem(whole) is None
+    text = tmp_path / "text.so"
+    text.write_text("not a library\n")
+    assert elf_problem(text) == "not an ELF file"
+    head = tmp_path / "head.so"
+    head.write_bytes(whole.read_bytes()[:40])
+    assert elf_problem(head) == "truncated ELF header (40 bytes)"
+    cut = tmp_path / "cut.so"
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    assert elf_problem(cut).startswith("truncated: ")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import backends, variants as V
 from ..project.config import PYTHON_DEPENDS
-from .elf import private_libstdcxx
+from .elf import elf_problem, private_libstdcxx
 from .layout import digest_dir
 from ..errors import ToolTimeout
 from ..tools import probe, run
@@ -86,6 +86,10 @@ def check_variant(vdir: Path, import_check: bool, abi_check: bool, allow_twin: b
         bad("metadata.json", "twin", f"twin build: not publishable ({twin_of(meta)}; its kernels ran on the CPU "
             "in kernel-builder's twin, not on the hardware they were written for); --allow-twin checks it anyway")
     _check_digest(vdir, meta, bad)
+    for so in sorted(vdir.rglob("*.so")) if not bad else ():
+        problem = elf_problem(so)
+        if problem:
+            bad(so.relative_to(vdir).as_posix(), "elf", problem)
     if bad:
         return bad
     if abi_check:
@@ -172,7 +176,7 @@ def _check_contents(vdir: Path, v: V.Variant, meta: dict, bad: _Findings) -> Non
     if not so.is_file():
         bad(so.name, "layout", "the extension is named after the id and built for the limited API (.abi3.so)")
     ops_py = vdir / "_ops.py"
-    if not ops_py.is_file() or f"torch.ops.{mid}" not in ops_py.read_text():
+    if not ops_py.is_file() or f"torch.ops.{mid}" not in ops_py.read_text(errors="replace"):
         bad("_ops.py", "layout", f"must expose ops = torch.ops.{mid}")
 
 
@@ -256,10 +260,15 @@ def abi_problems(vdir: Path, manylinux: str = "manylinux_2_28", python_abi: str 
     for so in sorted(vdir.rglob("*.so")):
         if private_libstdcxx(so):
             out.append(f"{so.name}: libstdc++: linked statically (defines __cxa_throw); torch's exceptions would crash it")
-        obj = kac.ObjectFile(so)
-        for v in obj.check_manylinux(manylinux):
+        try:
+            obj = kac.ObjectFile(so)
+            manylinux_found, abi3_found = obj.check_manylinux(manylinux), obj.check_python_abi(python_abi)
+        except ValueError as e:  # an ELF file it cannot parse: a finding, not a crash of check
+            out.append(f"{so.name}: elf: kernel-abi-check cannot read it ({str(e).splitlines()[0] if str(e) else e!r})")
+            continue
+        for v in manylinux_found:
             out.append(f"{so.name}: {manylinux}: symbol {v.name} needs {v.dep}_{v.version}")
-        for v in obj.check_python_abi(python_abi):
+        for v in abi3_found:
             name = getattr(v, "name", v)
             out.append(f"{so.name}: abi3 {python_abi}: {name} is not in the limited API")
     return out
