@@ -132,3 +132,83 @@ def test_hf_parser_agrees(case: Path, tmp_path: Path):
     else:
         # Stricter than Hugging Face here (file checks, our allow-lists, cann tables, ...): it must accept.
         Build.open(str(project))
+
+
+# --------------------------------------------------------------------------------------------------
+# What a directory of the corpus cannot hold: links made at test time, a tree that changes after loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _refusal(project: Path, tmp_path: Path) -> str:
+    """Run `build` on `project`: it must refuse in one line (exit 2) and write nothing; the line."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "kernel_builder", "build", str(project), "--out", str(out)],
+                          capture_output=True, text=True, env=_env(tmp_path / "cache"), cwd=tmp_path, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert not out.exists()
+    return lines[0]
+
+
+def test_a_package_directory_linked_out_of_the_project_is_refused(tiny_project, tmp_path):
+    """torch-ext/<module> itself a symlink to a package elsewhere: each of its files resolves outside."""
+    outside = tmp_path / "elsewhere" / "relu_docs"
+    shutil.move(tiny_project / "torch-ext" / "relu_docs", outside)
+    (tiny_project / "torch-ext" / "relu_docs").symlink_to(outside, target_is_directory=True)
+    msg = _refusal(tiny_project, tmp_path)
+    assert "general.name: a file of the Python package leaves the project through a symlink" in msg
+    assert "torch-ext/relu_docs/__init__.py" in msg
+
+
+def test_a_source_in_a_symlink_loop_is_one_line(tiny_project, tmp_path):
+    src = tiny_project / "relu_cpu" / "relu.cpp"
+    src.unlink()
+    src.symlink_to("loop.cpp")
+    (tiny_project / "relu_cpu" / "loop.cpp").symlink_to("relu.cpp")
+    msg = _refusal(tiny_project, tmp_path)
+    assert "build.toml:20: kernel.relu_cpu.src:" in msg and "relu_cpu/relu.cpp" in msg
+
+
+def test_a_link_made_after_loading_never_reaches_the_variant(tiny_project, tmp_path):
+    """layout reads the package again when it writes the variant: a file that left the project since
+    load_project looked is refused there too, not copied."""
+    from kernel_builder.build import layout
+    from kernel_builder.errors import ConfigError
+    from kernel_builder.project.config import load_project
+
+    project = load_project(tiny_project)
+    assert set(layout.package_files(project)) == {"__init__.py"}
+    secret = tmp_path / "secret.py"
+    secret.write_text("TOKEN = 'outside'\n")
+    (tiny_project / "torch-ext" / "relu_docs" / "leak.py").symlink_to(secret)
+    with pytest.raises(ConfigError, match=r"general\.name: torch-ext/relu_docs/leak\.py: leaves the project"):
+        layout.package_files(project)
+
+
+def test_flags_that_name_no_output_are_kept(tiny_project):
+    """Real projects' flags pass, wrappers included; only output names and option files are refused."""
+    from kernel_builder.project.config import load_project
+
+    flags = ["-O3", "-DNDEBUG", "-Wl,-rpath,$ORIGIN", "-Xcompiler=-fno-strict-aliasing", "-optix-ir",
+             "-Xlinker", "--as-needed", "-MD", "-fopenmp", "--ptxas-options=-v", "-opt-info", "inline"]
+    text = (tiny_project / "build.toml").read_text()
+    flag_list = ", ".join(f'"{f}"' for f in flags)
+    (tiny_project / "build.toml").write_text(text + f"cxx-flags = [{flag_list}]\n")
+    assert load_project(tiny_project).kernels[0].cxx_flags == tuple(flags)
+
+
+def test_ten_thousand_kernel_tables_load_with_no_count_limit(tiny_project):
+    """No limit below 10,000 tables, and reading them stays linear (scripts/bench_parse.py has the figure;
+    the bound here is only against a return of the quadratic line lookup, which took minutes)."""
+    import time
+
+    from kernel_builder.project.config import load_project
+
+    tables = "".join(f'\n[kernel.k{i}]\nbackend = "cpu"\ndepends = ["torch"]\nsrc = ["relu_cpu/relu.cpp"]\n'
+                     for i in range(10_000))
+    (tiny_project / "build.toml").write_text((tiny_project / "build.toml").read_text() + tables)
+    t0 = time.monotonic()
+    project = load_project(tiny_project)
+    assert len(project.kernels) == 10_001
+    assert [project.line_of(f"kernel.k{i}.depends") for i in (0, 9_999)] == [24, 24 + 9_999 * 5]
+    assert time.monotonic() - t0 < 30

@@ -9,10 +9,10 @@ that hand flags on to another tool (`-Wl,`, `-Xlinker`, `-Xcompiler`, ...), for 
 from __future__ import annotations
 
 # Prefixes of an argument that names an output (or a directory for outputs), checked case-sensitively.
-# `-o` covers `-o<path>` and nvcc's `-odir`; `-optix-ir` (an nvcc output *kind*) is the one `-o...` allowed.
+# `-o` covers `-o<path>` and nvcc's `-odir`; _ALLOWED holds the two nvcc `-o...` flags that name no file.
 _OUTPUT_PREFIXES = ("-o", "-MF", "-MJ", "--output", "-output", "--keep-dir", "-keep-dir", "-save-temps",
                     "--save-temps", "-dumpdir", "--dependency-output", "-Map", "--Map", "-optf", "--options-file")
-_ALLOWED = ("-optix-ir",)
+_ALLOWED = ("-optix-ir", "-opt-info")  # nvcc: an output *kind*, and optimization remarks
 # Wrappers whose value is a comma-separated list of arguments for another tool (gcc and nvcc spellings).
 _COMMA_WRAPPERS = ("-Wl,", "-Wp,", "-Wa,", "-Xcompiler=", "-Xlinker=", "-Xptxas=", "-Xnvlink=", "-Xarchive=",
                    "--compiler-options=", "--linker-options=", "--ptxas-options=", "--nvlink-options=")
