@@ -108,3 +108,12 @@ RUN --mount=type=secret,id=pip.conf --mount=type=secret,id=ca.crt \
     /opt/venv/bin/python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 
 ENV PATH=/opt/venv/bin:$PATH VIRTUAL_ENV=/opt/venv
+
+# 4. Debian's Python builds extensions with <triplet>-gcc / <triplet>-g++ (its sysconfig CC, CXX, LDSHARED),
+#    names only the default g++ package provides: with a pinned compiler they name the pinned one.
+RUN set -eu; \
+    if [ -n "$HOST_COMPILER" ]; then \
+        v="${HOST_COMPILER#g++-}"; t="$(gcc -dumpmachine)"; \
+        ln -sf "/usr/bin/g++-$v" "/usr/local/bin/$t-g++"; ln -sf "/usr/bin/gcc-$v" "/usr/local/bin/$t-gcc"; \
+        "$t-g++" --version | head -n 1; \
+    fi
