@@ -3,6 +3,7 @@
 # it. kernel-builder's images are built FROM such a base where quay.io/pypa/manylinux_2_28 cannot be pulled.
 #
 #   bash scripts/make_base_image.sh [SUITE] [TAG]     # defaults: bookworm  local/debian:bookworm
+#   bash scripts/make_base_image.sh trixie             # the CUDA 12 rows' base (Debian's non-free nvcc 12.4)
 #
 # Needs root (debootstrap), debootstrap and a running docker (or podman: ENGINE=podman).
 # Outputs built FROM a Debian base need GLIBC <= 2.28 to be portable; kernel-builder compiles a small
