@@ -107,6 +107,7 @@ def test_malformed_requests_are_specific_4xx_never_500(hub):
     cases = [
         (f"{u}/branch/v2", "POST", b'["list"]', 400),
         (f"{u}/branch/v2", "POST", b'{"startingPoint": 5}', 400),
+        (f"{u}/branch/v2", "POST", b'{"startingPoint": []}', 400),
         (f"{u}/branch/v2", "POST", b"{not json", 400),
         (f"{u}/preupload/main", "POST", b'{"files": [5]}', 400),
         (f"{u}/preupload/main", "POST", b"[" * 100_000, 400),

@@ -5,7 +5,7 @@ that process's memory. A loose object is only `zlib(b"blob <size>\\0" + data)` a
 write it ourselves, from memory for small files and from a spool file for large ones.
 
 Why these compression levels: level 1 is git's own default for loose objects (core.looseCompression) and costs
-little on small files; above LARGE_BLOB it would cap a commit at ~90 MB/s on one core (measured on a shared
+little on small files; above LARGE_BLOB (64 KiB) it would cap a commit at ~90 MB/s on one core (measured on a shared
 2-core host: level 1 ~95 MB/s, level 0 ~860 MB/s on a torch .so), so large blobs are stored (level 0) and
 `git gc` on the repository later packs and compresses them at git's pack level. Objects are content-addressed
 and immutable: a file that already exists is the same object and is not rewritten.
@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 MEMORY_LIMIT = 8 << 20  # bytes of one file kept in memory before it is spooled to disk
-LARGE_BLOB = 1 << 20
+LARGE_BLOB = 64 << 10
 READ = 1 << 20
 
 

@@ -273,8 +273,11 @@ class HubApp:
         body = _json_body(req, required=False)
         if not isinstance(body, dict):
             raise StoreError(400, "expected a JSON object, e.g. {'startingPoint': 'main'}")
+        start = body.get("startingPoint")
+        if start is not None and not isinstance(start, str):
+            raise StoreError(400, f"'startingPoint' must be a branch or commit, not {cut(start, 60)}")
         with repo.lock:
-            start = repo.resolve(body.get("startingPoint") or "main")
+            start = repo.resolve(start or "main")
             if branch in repo.branches():
                 raise StoreError(409, f"branch {cut(branch, 100)} already exists", "Conflict")
             repo.set_branch(branch, start, None, who.user)

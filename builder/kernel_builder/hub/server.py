@@ -21,6 +21,7 @@ fails with EMFILE and `git` (which needs pipes) always has descriptors left.
 from __future__ import annotations
 
 import resource
+import socket
 import time
 
 from waitress.channel import HTTPChannel
@@ -67,6 +68,7 @@ class _Channel(HTTPChannel):
         """Best effort, never blocking: a socket that cannot take a few bytes is closed without them."""
         try:
             self.socket.send(response)
+            self.socket.shutdown(socket.SHUT_WR)  # the answer, then FIN, before any reset the close may cause
         except OSError:
             pass
         self.will_close = True
@@ -127,5 +129,7 @@ class HubWSGIServer(TcpWSGIServer):
         if not idle:
             return False
         oldest = min(idle, key=lambda ch: ch.waiting_since)
+        if oldest.request is not None:  # it had begun a header: say why it ends
+            oldest.refuse(_REFUSE_408)
         oldest.handle_close()  # now, not on the next loop: its descriptor is needed for the newcomer
         return True
