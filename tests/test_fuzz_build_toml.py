@@ -88,7 +88,10 @@ def duplicate_table(data: bytes, rnd: random.Random) -> bytes:
     block = rnd.choice(tables)
     if rnd.random() < 0.5:
         return data + b"\n" + block  # the same table twice: a TOML error
-    head = re.match(rb"\[([^\]]*)\]", block).group(1)
+    m = re.match(rb"\[([^\]\n]*)\]", block)
+    if m is None:  # an earlier mutation broke the header
+        return data + b"\n" + block
+    head = m.group(1)
     copies = [block.replace(b"[" + head + b"]", b"[" + head + b"_%d]" % i, 1) for i in range(rnd.choice([2, 50, 500]))]
     return data + b"\n" + b"\n".join(copies)
 

@@ -201,9 +201,12 @@ def _parse(path: Path) -> tuple[dict, _Reader]:
         raise ConfigError(path, "", f"arrays or tables nested deeper than {limits.MAX_DEPTH} levels", deep)
     try:
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as e:  # ValueError: an int over 4300 digits
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         m = re.search(r"line (\d+)", str(e))
         raise ConfigError(path, "", f"TOML syntax error: {limits.shown_key(str(e))}", int(m.group(1)) if m else None) from None
+    except ValueError:  # Python refuses to convert an integer of more than 4300 digits
+        m = re.search(r"[=\[,]\s*[+-]?(?:0[xob])?[0-9a-fA-F_]{4300,}", text)
+        raise ConfigError(path, "", "a number of more than 4300 digits", text.count("\n", 0, m.start()) + 1 if m else None) from None
     found = limits.value_problem(data)
     if found:
         r.fail(*found)

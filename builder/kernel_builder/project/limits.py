@@ -138,6 +138,8 @@ def value_problem(data: dict) -> tuple[str, str, object] | None:
                 return key, f"longer than {MAX_STRING} characters", value
             if _CONTROL.search(value):
                 return key, "holds a control character (a newline, NUL, ...)", value
+        elif isinstance(value, int) and not -2**63 <= value < 2**63:  # TOML's integers are 64-bit
+            return key, "an integer outside 64 bits", None
         elif isinstance(value, dict):
             if len(value) > MAX_ITEMS:
                 return key, f"has more than {MAX_ITEMS} keys", None
