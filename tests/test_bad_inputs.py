@@ -212,3 +212,15 @@ def test_ten_thousand_kernel_tables_load_with_no_count_limit(tiny_project):
     assert len(project.kernels) == 10_001
     assert [project.line_of(f"kernel.k{i}.depends") for i in (0, 9_999)] == [24, 24 + 9_999 * 5]
     assert time.monotonic() - t0 < 30
+
+
+def test_brackets_in_strings_and_comments_do_not_count_as_nesting(tiny_project):
+    """The depth limit is checked on the text before tomllib; brackets that are data are not nesting."""
+    from kernel_builder.project.config import load_project
+
+    deep = "[" * 40 + "{" * 40
+    text = (tiny_project / "build.toml").read_text().replace('license = "Apache-2.0"', f"# {deep}\nlicense = '''{deep}'''")
+    text += f'cxx-flags = ["-DA=\\"{deep}\\"", \'-DB={deep}\', """-DC={deep}"""]\n'
+    (tiny_project / "build.toml").write_text(text)
+    project = load_project(tiny_project)
+    assert project.general.license == deep and project.kernels[0].cxx_flags[1] == f"-DB={deep}"
