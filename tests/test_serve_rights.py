@@ -19,6 +19,7 @@ from kernel_builder.hub.serve import serve  # noqa: E402
 from test_serve import HEADER, add, http, ndjson  # noqa: E402
 
 A, B = "tok-a", "tok-b"
+HEADER_LINE = ndjson(HEADER)
 
 
 @pytest.fixture
@@ -111,6 +112,7 @@ def test_malformed_requests_are_specific_4xx_never_500(hub):
         (f"{u}/branch/v2", "POST", b"{not json", 400),
         (f"{u}/preupload/main", "POST", b'{"files": [5]}', 400),
         (f"{u}/preupload/main", "POST", b"[" * 100_000, 400),
+        (f"{u}/commit/main", "POST", HEADER_LINE + b"[" * 100_000 + b"\n", 400),
         (f"{u}/commit/main", "POST", ndjson(HEADER, {"key": "deletedFolder", "value": {"path": 5}}), 400),
         (f"{u}/commit/main", "POST", ndjson({"key": "header", "value": []}), 400),
         (f"{u}/commit/main", "POST", ndjson(HEADER, add(".GIT/config")), 400),

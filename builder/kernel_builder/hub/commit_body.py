@@ -19,6 +19,7 @@ from .store import StoreError
 
 CHUNK = 1 << 20
 MAX_LINE = 1 << 20  # bytes of one line other than its streamed file content
+MAX_DEPTH = 32  # a commit line is two objects deep; json.loads must never recurse far
 _WS = frozenset(b" \t\r")
 
 
@@ -125,6 +126,8 @@ class Scanner:
             self.in_str, self.word = True, bytearray()
         elif c in b"{[":
             self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise _bad(f"line {self.line_no + 1}: nested deeper than {MAX_DEPTH}")
         elif c in b"}]":
             self.depth -= 1
         if c == 0x3A and self.after == 1:
@@ -162,7 +165,7 @@ class Scanner:
             return
         try:
             item = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _bad(f"line {self.line_no}: not JSON") from None
         value = item.get("value") if isinstance(item, dict) else None
         if isinstance(value, dict) and isinstance(value.get("content"), str) and value["content"] in self.blobs:
