@@ -4,7 +4,8 @@ KB_AB_ACT / KB_AB_RMS / KB_AB_ROT (an integer of variant bits, 0 = the shipped c
 build holds every variant and the variants of a point are timed interleaved, round after round, on the same
 buffers. Outputs of every variant are compared bitwise with variant 0 on the same inputs (NaN-poisoned before
 the call) and checked against eager float32 like bench_kernels.py; torch.compile of the eager code is timed
-beside them for the ratio.
+beside them for the ratio. Ours allocates its output on every timed call, as bench_kernels.py's main column
+(the first run, docs/ab_h200_run1.txt, wrote into rotated preallocated outputs instead).
 
     python scripts/ab_kernels.py --build-dir /tmp/build --json ab.json [--only act,rms,rot] [--rounds 3]
 
@@ -30,45 +31,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_kernels as bk  # noqa: E402
 
 GATED = ("silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul")
-# (group, env var, ops, shapes [(tokens, hidden, dtype, rotary gqa or None)], variants)
+# (group, env var, ops, shapes [(tokens, hidden, dtype, rotary gqa or None)], variants). The variants of the first
+# run (docs/ab_h200_run1.txt: gated one pack per thread, flat block sizes, shared-memory rms_norm rows, rotary
+# multiply-high indexing) were the knobs of commit 1917166's kernels; those that won are now the kernels' only
+# path. This round's knobs (KB_AB_ACT): 64 = unary flat kernel with a 32-bit index and no loop, 128 = the same
+# and the gated flat kernel with weak ld.global loads instead of the .nc path.
 CASES = [
     ("act", "KB_AB_ACT", GATED,
-     [(1, 4096, "bf16", None), (16, 4096, "bf16", None), (2048, 4096, "bf16", None), (4096, 8192, "bf16", None),
-      (8192, 14336, "bf16", None), (16384, 3072, "bf16", None), (8192, 14336, "fp16", None),
-      (8192, 14336, "fp32", None)],
-     # 1: one output pack per thread (flat gated, 128 threads), 17: the same with 256, 33: with 64
-     (0, 1, 17, 33)),
-    ("act", "KB_AB_ACT", ("silu", "gelu_quick"),
+     [(1, 4096, "bf16", None), (16, 4096, "bf16", None), (2048, 4096, "bf16", None), (8192, 14336, "bf16", None)],
+     (0, 128)),
+    ("act", "KB_AB_ACT", ("silu", "gelu_quick", "gelu", "gelu_tanh"),
      [(16, 4096, "bf16", None), (2048, 4096, "bf16", None), (4096, 8192, "bf16", None),
       (8192, 14336, "bf16", None)],
-     # 2: 128-thread blocks, 8: two packs per thread, 10: both
-     (0, 2, 8, 10)),
-    ("act", "KB_AB_ACT", ("gelu", "gelu_tanh", "gelu_fast"),
-     [(2048, 4096, "bf16", None), (8192, 14336, "bf16", None)],
-     (0, 2)),
-    ("rms", "KB_AB_RMS", ("rms_norm", "fused_add_rms_norm"),
-     [(2048, 4096, "bf16", None), (4096, 8192, "bf16", None), (8192, 14336, "bf16", None),
-      (8192, 14336, "fp16", None), (8192, 14336, "fp32", None), (32768, 4096, "bf16", None)],
-     # 3: shared-memory staged rows (same threads as the cached kernel; 512 for rows past it), 11: half the
-     # threads (256 for rows past the cached kernel)
-     (0, 3, 11)),
-    ("rot", "KB_AB_ROT", ("rotary",),
-     [(16, 4096, "bf16", None), (2048, 4096, "bf16", None), (4096, 8192, "bf16", None),
-      (8192, 14336, "bf16", None), (16384, 2048, "bf16", 2), (8192, 14336, "fp16", None),
-      (8192, 14336, "fp32", None)],
-     # 1: flat kernel with multiply-high index divisions for every head count (256 threads), 3: 128 threads
-     (0, 1, 3)),
+     (0, 64, 128)),
 ]
-
 
 # Points also timed under torch.compile (the misses of the first GPU-time bench; compiling every point would
 # take minutes of device time).
-COMPILE_AT = {("silu_and_mul", 16, 4096, "bf16"), ("gelu_and_mul", 16, 4096, "bf16"),
-              ("gelu_tanh_and_mul", 16, 4096, "bf16"), ("silu_and_mul", 2048, 4096, "bf16"),
-              ("silu", 2048, 4096, "bf16"), ("gelu_quick", 2048, 4096, "bf16"),
-              ("rms_norm", 8192, 14336, "bf16"), ("rms_norm", 8192, 14336, "fp32"),
-              ("fused_add_rms_norm", 8192, 14336, "bf16"), ("fused_add_rms_norm", 8192, 14336, "fp32"),
-              ("rotary", 8192, 14336, "bf16"), ("rotary", 8192, 14336, "fp16")}
+COMPILE_AT = {(op, t, 4096, "bf16") for op in GATED + ("silu", "gelu_quick", "gelu", "gelu_tanh") for t in (16, 2048)}
 
 
 def _raw(outs) -> list[torch.Tensor]:
@@ -105,7 +85,8 @@ def run_point(loaded, specs, env, name, t, h, dt, gqa, variants, rounds, rotate_
         res["variants"][str(v)] = {"check": "ok" if ok else "FAIL", "bitwise": _same(ref, got),
                                    "maxdiff": 0.0 if _same(ref, got) else _maxdiff(ref, got), "us": []}
     timer = bk.Timer("cuda")
-    ours = [lambda ins=ins, outs=outs: spec.call(kernel, outs, ins) for ins, outs in sets]
+    # timed as bench_kernels' main column: the output allocated per call, as eager and compiled code do
+    ours = [lambda ins=ins: spec.call(kernel, spec.make_outputs(t, h, dtype, "cuda"), ins) for ins, _ in sets]
     os.environ[env] = "0"
     plain = timer.median_us(ours, 10, 50)
     calls = bk.graph_calls(len(ours), plain)
@@ -135,6 +116,62 @@ def run_point(loaded, specs, env, name, t, h, dt, gqa, variants, rounds, rotate_
     return res
 
 
+def run_qk(rot, variants, b, s, rounds, rotate_bytes, dt="bf16", heads=(16, 8, 128)):
+    """qk_norm_rotary (KB_AB_QK) on Qwen3-shaped q/k views, outputs into rotated preallocated buffers."""
+    import bench_qk_norm_rotary as bq
+
+    dtype = bk.DTYPES[dt]
+    qh, kh, d = heads
+    es = torch.empty((), dtype=dtype).element_size()
+    moved = (2 * b * s * (qh + kh) * d + 2 * b * s * d + 2 * d) * es
+    n_sets = max(2, min(1024, math.ceil(rotate_bytes / moved)))
+    g = torch.Generator(device="cuda").manual_seed(0)
+    sets = []
+    for _ in range(n_sets):
+        qv = torch.randn(b, s, qh, d, device="cuda", generator=g).mul_(3).to(dtype)
+        kv = torch.randn(b, s, kh, d, device="cuda", generator=g).to(dtype)
+        ang = torch.rand(b, s, d // 2, device="cuda", generator=g) * 100
+        ang = torch.cat((ang, ang), -1)
+        ins = (qv.transpose(1, 2), kv.transpose(1, 2), (1 + 0.1 * torch.randn(d, device="cuda", generator=g)).to(dtype),
+               (1 + 0.1 * torch.randn(d, device="cuda", generator=g)).to(dtype), ang.cos().to(dtype),
+               ang.sin().to(dtype))
+        outs = (torch.empty_like(qv).transpose(1, 2), torch.empty_like(kv).transpose(1, 2))
+        sets.append((ins, outs))
+
+    def call(ins, outs):
+        rot.ops.qk_norm_rotary(outs[0], outs[1], *ins, bq.EPS)
+
+    ins, outs = sets[0]
+    ref = bq.ref64(ins[0].transpose(1, 2), ins[1].transpose(1, 2), *ins[2:])
+    scale = max(ref[0].abs().max().item(), ref[1].abs().max().item())
+    res = {"op": "qk_norm_rotary", "shape": f"{b}x{s}", "dtype": dt, "MB": round(moved / 1e6, 2), "variants": {}}
+    base = None
+    for v in variants:
+        os.environ["KB_AB_QK"] = str(v)
+        for o in outs:
+            o.fill_(float("nan"))
+        call(ins, outs)
+        got = _raw(outs)
+        base = got if base is None else base
+        err = max((o.double() - r).abs().max().item() for o, r in zip(got, ref)) / (torch.finfo(dtype).eps * scale)
+        res["variants"][str(v)] = {"check": "ok" if err < 1.0 else f"FAIL err {err:.3f} eps",
+                                   "bitwise": _same(base, got), "maxdiff": _maxdiff(base, got), "us": [],
+                                   "err_eps": round(err, 3)}
+    timer = bk.Timer("cuda")
+    fns = [lambda ins=ins, outs=outs: call(ins, outs) for ins, outs in sets]
+    os.environ["KB_AB_QK"] = "0"
+    calls = bk.graph_calls(len(fns), timer.median_us(fns, 10, 50))
+    for _ in range(rounds):
+        for v in variants:
+            os.environ["KB_AB_QK"] = str(v)
+            res["variants"][str(v)]["us"].append(round(timer.graph_median_us(fns, replays=bk.GRAPH_REPLAYS,
+                                                                             calls=calls), 3))
+    os.environ["KB_AB_QK"] = "0"
+    del sets, fns
+    torch.cuda.empty_cache()
+    return res
+
+
 def fmt(res) -> str:
     vs = res["variants"]
     base = statistics.median(vs["0"]["us"])
@@ -153,7 +190,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build-dir", required=True, help="directory with activation/, rmsnorm/, rotary/ builds")
     p.add_argument("--json", type=Path, required=True)
-    p.add_argument("--only", default="act,rms,rot", help="comma list of groups: act, rms, rot")
+    p.add_argument("--only", default="act", help="comma list of groups: act, qk (qk_norm_rotary, KB_AB_QK: none "
+                                                 "now)")
     p.add_argument("--ops", default=None, help="comma list of op names (default: all of the groups)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-compile", dest="compile", action="store_false")
@@ -185,6 +223,13 @@ def main(argv=None) -> int:
                 results.append(r)
                 print(fmt(r), flush=True)
                 args.json.write_text(json.dumps(results, indent=1))
+    if "qk" in groups and "rotary" in loaded:
+        for b, sq in ((8, 2048), (1, 16), (4, 512)):
+            r = run_qk(loaded["rotary"], (0, 1, 3), b, sq, args.rounds, 4 * l2)
+            r["env"] = "KB_AB_QK"
+            results.append(r)
+            print(fmt(r), flush=True)
+            args.json.write_text(json.dumps(results, indent=1))
     bad = [r for r in results for v in r["variants"].values() if v["check"] != "ok"]
     print(f"{len(results)} points; {len(bad)} failed checks")
     return 1 if bad else 0

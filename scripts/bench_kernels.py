@@ -18,7 +18,11 @@ the same bytes (the bandwidth reference), inputs rotated over enough buffer sets
 (cycling over the buffer sets) for about 3 ms of GPU work, and the median of 11
 replays is divided by the calls, so neither the host's launch path (17-26 µs
 per launch on the lent VM) nor torch.compile's per-call host cost counts: that
-is what a model run inside CUDA graphs, or next to compiled code, sees. The
+is what a model run inside CUDA graphs, or next to compiled code, sees. Ours
+allocates its output on every call (``torch.empty``, as our layers, eager and
+compiled code do: under graph capture every call's output then reuses one pool
+block, which can stay in L2); ``us_ours_rotated_out`` / ``vs_compile_rotated_out``
+time ours writing into the rotated preallocated outputs instead. The
 same timings as plain launches (median of ``--iters`` CUDA-event timings) are
 beside them as ``plain_*``. Before and after timing our output is poisoned with
 NaN, recomputed and checked against eager computed in float32. The copy
@@ -481,11 +485,18 @@ class Runner:
         moved = spec.bytes_moved(t, h, es)
         sets = self._sets(spec, t, h, dtype, moved)
         ok = check(spec, kernel, sets[0][1], sets[0][0], dtype)
-        ours = [lambda ins=ins, outs=outs: spec.call(kernel, outs, ins) for ins, outs in sets]
+        # ours as a model's layer runs it: the output allocated per call (torch.empty, as eager and compiled
+        # code allocate theirs; under graph capture every call's output then takes the same pool block), and
+        # into the rotated preallocated outputs (the ``*_rotated_out`` columns: outputs never L2-resident)
+        ours = [lambda ins=ins: spec.call(kernel, spec.make_outputs(t, h, dtype, self.device), ins)
+                for ins, _ in sets]
+        ours_rot = [lambda ins=ins, outs=outs: spec.call(kernel, outs, ins) for ins, outs in sets]
         eager = [lambda ins=ins: spec.eager(*ins) for ins, _ in sets]
         it, wu = self.args.iters, self.args.warmup
-        plain = {"ours": self.timer.median_us(ours, wu, it), "eager": self.timer.median_us(eager, wu, it)}
-        gpu = {"ours": self._graph_us(ours, plain["ours"]), "eager": self._graph_us(eager, plain["eager"])}
+        plain = {"ours": self.timer.median_us(ours, wu, it), "eager": self.timer.median_us(eager, wu, it),
+                 "ours_rot": self.timer.median_us(ours_rot, wu, it)}
+        gpu = {"ours": self._graph_us(ours, plain["ours"]), "eager": self._graph_us(eager, plain["eager"]),
+               "ours_rot": self._graph_us(ours_rot, plain["ours_rot"])}
         if self.args.compile:
             compiled = self._compiled(spec)
             comp = [lambda ins=ins: compiled(*ins) for ins, _ in sets]
@@ -494,7 +505,7 @@ class Runner:
             del comp, compiled
         # poisoned and recomputed again after the timing (graph replays included)
         ok = ok and check(spec, kernel, sets[-1][1], sets[-1][0], dtype)
-        del sets, ours, eager
+        del sets, ours, ours_rot, eager
         if self.timer.cuda:
             torch.cuda.empty_cache()
         same, same_plain = self.copy_gbs_at(moved, graph=True), self.copy_gbs_at(moved)
@@ -524,6 +535,9 @@ class Runner:
             "plain_%copy_same_size": round(100 * plain["copy"] / plain["ours"], 1),
             "plain_vs_eager": round(plain["eager"] / plain["ours"], 2),
             "plain_vs_compile": round(plain["compile"] / plain["ours"], 2) if "compile" in plain else "",
+            "us_ours_rotated_out": round(gpu["ours_rot"], 2),
+            "vs_compile_rotated_out": round(gpu["compile"] / gpu["ours_rot"], 2) if "compile" in gpu else "",
+            "plain_us_ours_rotated_out": round(plain["ours_rot"], 2),
             "check": "ok" if ok else "FAIL",
         }
         return row
@@ -590,10 +604,12 @@ def _fmt(v, spec):
 def print_header(compile_: bool, cuda: bool = True):
     main = "GPU time under CUDA graph replay" if cuda else "CPU wall clock"
     print(f"µs ours/eager/{'compile/' if compile_ else ''}copy: {main} (copy: a copy_ moving the same bytes); "
-          "GB/s, %, ratios from them; after the last '|': plain launches")
+          "GB/s, %, ratios from them; ours allocates its output per call as eager and compiled code do"
+          + ("; rot-out: compile / ours writing into rotated preallocated outputs" if compile_ else "")
+          + "; after the last '|': plain launches")
     print(f"{'op':<19} {'shape':>12} {'dtype':>5} {'MB':>9} | {'µs ours':>8} {'eager':>8} "
           + (f"{'compile':>8} " if compile_ else "") + f"{'copy':>8} | {'GB/s':>6} {'%copy':>6} {'%same':>6} "
-          + f"{'/eager':>7} " + (f"{'/compile':>8} " if compile_ else "") + f"| {'µs ours':>8} "
+          + f"{'/eager':>7} " + (f"{'/compile':>8} {'rot-out':>8} " if compile_ else "") + f"| {'µs ours':>8} "
           + (f"{'compile':>8} {'/compile':>8} " if compile_ else f"{'eager':>8} ") + "check")
 
 
@@ -602,7 +618,8 @@ def print_row(row, compile_: bool):
           f"{row['us_eager']:8.1f} " + (f"{_fmt(row['us_compile'], '8.1f')} " if compile_ else "")
           + f"{row['us_copy_same_size']:8.1f} | {row['GB/s_ours']:6.0f} {row['%copy_bw']:5.1f}% "
           + f"{row['%copy_same_size']:5.1f}% {row['vs_eager']:6.2f}x "
-          + (f"{_fmt(row['vs_compile'], '7.2f')}x " if compile_ else "") + f"| {row['plain_us_ours']:8.1f} "
+          + (f"{_fmt(row['vs_compile'], '7.2f')}x {_fmt(row['vs_compile_rotated_out'], '7.2f')}x " if compile_ else "")
+          + f"| {row['plain_us_ours']:8.1f} "
           + (f"{_fmt(row['plain_us_compile'], '8.1f')} {_fmt(row['plain_vs_compile'], '7.2f')}x " if compile_
              else f"{row['plain_us_eager']:8.1f} ")
           + f"{row['check']:>5}", flush=True)
@@ -630,7 +647,12 @@ def summarize(rows, small_rows, copy_gbs, compile_: bool) -> list[str]:
                          f"{worst['vs_compile']}x ({worst['op']} {worst['shape']} {worst['dtype']})")
             for r in slower:
                 lines.append(f"    slower: {r['op']} {r['shape']} {r['dtype']}: {r['vs_compile']}x "
-                             f"({r['us_ours']} vs {r['us_compile']} µs; plain launches {r['plain_vs_compile']}x)")
+                             f"({r['us_ours']} vs {r['us_compile']} µs; into rotated outputs "
+                             f"{r['vs_compile_rotated_out']}x; plain launches {r['plain_vs_compile']}x)")
+            rot = [r for r in cmp_rows if r.get("vs_compile_rotated_out") not in ("", None)]
+            if rot:
+                n = sum(r["vs_compile_rotated_out"] >= 1.0 for r in rot)
+                lines.append(f"  >= torch.compile with ours writing into rotated preallocated outputs: {n}/{len(rot)}")
             plain = [r for r in cmp_rows if r.get("plain_vs_compile") not in ("", None)]
             if plain:
                 n = sum(r["plain_vs_compile"] >= 1.0 for r in plain)

@@ -431,7 +431,8 @@ def test_rms_norm_eps_and_in_place(rmsnorm):
     rmsnorm.rms_norm(xi, xi, w, 1e-6)
     torch.testing.assert_close(xi.double(), _rms_ref64(x, w, 1e-6), rtol=1e-5, atol=1e-7)
     # in place over many rows (the CUDA kernel prefetches a block's next row before writing this one)
-    for shape in ((70001, 128), (2999, 4096)):
+    # and (1201, 14336): the row is staged in shared memory on CUDA
+    for shape in ((70001, 128), (2999, 4096), (1201, 14336)):
         x = _randn(*shape, dtype=torch.bfloat16, scale=2.0, seed=11)
         w = _randn(shape[-1], dtype=torch.bfloat16, scale=1.0, seed=12)
         out = torch.empty_like(x)
@@ -502,6 +503,37 @@ def test_rms_norm_torch_compile(rmsnorm):
     compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
     for got, want in zip(compiled(x, r, w), fn(x, r, w)):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs")
+def test_rms_norm_first_launch_in_cuda_graph(built_kernels):
+    """The shared-memory staged rows (float32 rows of 14336 raise the kernel's dynamic shared-memory limit on
+    their first launch) work when that first launch is inside a CUDA graph capture: a fresh process."""
+    code = textwrap.dedent(
+        f"""
+        import torch, kernels
+        from pathlib import Path
+        k = kernels.get_local_kernel(Path({str(built_kernels["rmsnorm"])!r}))
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.randn(1000, 14336, device="cuda", dtype=dtype)
+            r = torch.randn_like(x)
+            w = torch.randn(14336, device="cuda", dtype=dtype)
+            out, o2, ro = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                k.ops.rms_norm(out, x, w, 1e-6)
+                k.ops.fused_add_rms_norm(o2, ro, x, r, w, 1e-6)
+            g.replay()
+            torch.cuda.synchronize()
+            ref = torch.empty_like(x)
+            k.ops.rms_norm(ref, x, w, 1e-6)
+            assert torch.equal(out, ref), dtype
+            assert torch.equal(ro, x + r), dtype
+        print("ok")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

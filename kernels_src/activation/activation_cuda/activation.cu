@@ -6,7 +6,8 @@
 // hardware block scheduler balances the tail). The vector width is chosen at
 // launch from the alignment of the pointers, row strides and row length (16,
 // 8, 4 bytes, or one element), so any shape and any (element-aligned) pointer works; fully contiguous unary
-// ops run as one flat array with a scalar tail. Math is done in float32;
+// ops run as one flat array with a scalar tail, and gated ops whose rows take
+// full 16-byte packs as one flat range of output packs (act_gated_flat_kernel). Math is done in float32;
 // for 16-bit results with single-instruction ex2/rcp and an erf-free GELU
 // (the IEEE expf/division/erff forms made the unary 16-bit kernels
 // issue-bound: see activate()).
@@ -26,7 +27,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <type_traits>
@@ -381,7 +381,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocks)
 }
 
 // Contiguous unary op over n elements: N-element packs plus a scalar tail.
-// Each block moves one tile of kBlockThreads * U packs (grid-stride only past
+// Each block moves one tile of blockDim.x * U packs (kFlatThreads) (grid-stride only past
 // the launch limit), loads first.
 template <typename T, Activation A, int N, int U>
 __global__ void __launch_bounds__(kBlockThreads, kMinBlocks)
@@ -439,9 +439,16 @@ inline FastDiv make_fastdiv(uint32_t d) {
   return {d, static_cast<uint32_t>(m), l};
 }
 
-// Gated op, one output pack per thread (and its two input packs): thread g
-// is pack g % ppr of row g / ppr, with 32-bit indices and the division as a
-// multiply-high. KB_AB knob.
+// Gated op, one output pack (and its two input packs) per thread, 128
+// threads a block: thread g is pack g % ppr of row g / ppr, with 32-bit
+// indices and the division as a multiply-high; used whenever the row takes
+// full 16-byte packs and the packs fit 31 bits. Against act_rows_kernel (2
+// packs per thread, 256 threads) under CUDA graph replay on the H200, bf16
+// (scripts/ab_kernels.py, outputs bitwise identical): 1 x 4096 1.70-1.77 ->
+// 1.26 us, 16 x 4096 2.36-2.45 -> 2.00-2.02 us, 2048 x 4096 13.95-14.34 ->
+// 13.66-13.72 us, 4096 x 8192 48.4 -> 47.9 us, 8192 x 14336 162.2 -> 161.7
+// us (fp32 323.1 -> 320.9); 64- or 256-thread blocks were within 0.1 us of
+// 128 at the large shapes and up to 0.08 us slower at the small ones.
 template <typename T, Activation A, int N>
 __global__ void __launch_bounds__(kBlockThreads)
     act_gated_flat_kernel(T* __restrict__ out, const T* __restrict__ in,
@@ -453,19 +460,21 @@ __global__ void __launch_bounds__(kBlockThreads)
   }
   const uint32_t row = ppr.div(g);
   const uint32_t pk = g - row * ppr.d;
-  const T* x = in + static_cast<int64_t>(row) * in_stride + pk * N;
+  const int64_t col = static_cast<int64_t>(pk) * N;
+  const T* x = in + static_cast<int64_t>(row) * in_stride + col;
   Vec<T, N> a, b;
   a.load(x);
   b.load(x + d);
   Vec<T, N> r;
   map_vec(r, a, b, [](float v, float gate) { return activate<A, T>(v) * gate; });
-  r.store(out + static_cast<int64_t>(row) * out_stride + pk * N);
+  r.store(out + static_cast<int64_t>(row) * out_stride + col);
 }
 
-int ab_knob() {  // A/B builds only: KB_AB_ACT selects launch variants
-  const char* s = std::getenv("KB_AB_ACT");
-  return s ? std::atoi(s) : 0;
-}
+// Threads per block of the flat kernels (unary contiguous, gated): 128
+// measured 0-2 % faster than 256 for the unary ops (bf16 8192 x 14336: gelu
+// 114.8 -> 113.8 us, gelu_tanh 115.1 -> 112.7, gelu_fast 115.0 -> 112.6),
+// never slower; two packs per thread for silu / gelu_quick lost 1-8 %.
+constexpr int kFlatThreads = 128;
 
 inline bool aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
@@ -537,14 +546,13 @@ void launch_rows(T* out, const T* in, int64_t rows, int64_t d,
   // the pack too (checked through the extents).
   const int n = pick_pack<T>({out, in}, {d, in_stride, out_stride});
   constexpr int kMax = static_cast<int>(16 / sizeof(T));
-  const int knob = ab_knob();
   if constexpr (kGated) {
-    const int64_t total = rows * (d / kMax);
-    if ((knob & 1) && n == kMax && total + kBlockThreads < (int64_t{1} << 31) && d / kMax < (int64_t{1} << 31)) {
-      const int threads = (knob & 16) ? 256 : ((knob & 32) ? 64 : 128);
-      const auto blocks = static_cast<unsigned>((total + threads - 1) / threads);
-      act_gated_flat_kernel<T, A, kMax><<<std::max(1u, blocks), threads, 0, stream>>>(
-          out, in, static_cast<uint32_t>(total), make_fastdiv(static_cast<uint32_t>(d / kMax)), d,
+    const int64_t ppr = d / kMax;
+    const int64_t total = rows * ppr;
+    if (n == kMax && total + kFlatThreads < (int64_t{1} << 31)) {
+      const auto blocks = static_cast<unsigned>((total + kFlatThreads - 1) / kFlatThreads);
+      act_gated_flat_kernel<T, A, kMax><<<std::max(1u, blocks), kFlatThreads, 0, stream>>>(
+          out, in, static_cast<uint32_t>(total), make_fastdiv(static_cast<uint32_t>(ppr)), d,
           in_stride, out_stride);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
@@ -575,25 +583,14 @@ void launch_flat(T* out, const T* in, int64_t n, cudaStream_t stream) {
   constexpr int kPack = static_cast<int>(16 / sizeof(T));
   constexpr int U = flat_unroll<A>();
   const bool vec = aligned(out, 16) && aligned(in, 16);
-  const int knob = ab_knob();
-  const int threads = (knob & 2) ? 128 : kBlockThreads;
-  if constexpr (U == 1) {
-    if ((knob & 8) && vec) {
-      const int64_t pb = static_cast<int64_t>(threads) * 2 * kPack;
-      const dim3 g2(static_cast<unsigned>(
-          std::max<int64_t>(1, std::min<int64_t>((n + pb - 1) / pb, kMaxGridX))));
-      act_flat_kernel<T, A, kPack, 2><<<g2, threads, 0, stream>>>(out, in, n);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      return;
-    }
-  }
+  constexpr int threads = kFlatThreads;
   const int64_t per_block = static_cast<int64_t>(threads) * U * (vec ? kPack : 1);
   const dim3 grid(static_cast<unsigned>(
       std::max<int64_t>(1, std::min<int64_t>((n + per_block - 1) / per_block, kMaxGridX))));
   if (vec) {
     act_flat_kernel<T, A, kPack, U><<<grid, threads, 0, stream>>>(out, in, n);
   } else {
-    act_flat_kernel<T, A, 1, U><<<grid, kBlockThreads, 0, stream>>>(out, in, n);
+    act_flat_kernel<T, A, 1, U><<<grid, threads, 0, stream>>>(out, in, n);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <type_traits>
@@ -429,16 +428,29 @@ __global__ void __launch_bounds__(512)
 
 // Shared-memory staged kernel: one block per row (grid-stride past the
 // launch limit); pass 1 loads the row (kSmemUnroll packs per thread in
-// flight), accumulates the sum of squares and keeps the row (x + residual,
-// rounded, when fused) in shared memory; pass 2 normalizes it from there.
-// The row costs shared memory instead of registers, so more rows are
-// resident per SM than in the register-cached kernel. A thread reads back
-// only the packs it wrote (no barrier needed beyond block_sum's); outputs
-// may alias inputs. With blockDim.x >= npacks / kSmemUnroll the per-thread
-// order of the sum equals rms_norm_cached_kernel's. KB_AB knob.
+// flight, 2 when fused), accumulates the sum of squares and keeps the row (x
+// + residual, rounded, when fused) in shared memory; pass 2 normalizes it
+// from there, a pack at a time. The row costs shared memory instead of
+// registers: 40 registers instead of the register-cached kernel's 56 (76
+// fused), so at 448 threads (bf16 rows of 14336) 3 rows are resident per SM
+// instead of 2. A thread reads back only the packs it wrote (no barrier
+// needed beyond block_sum's); outputs may alias inputs. With blockDim.x >=
+// npacks / kSmemUnroll the per-thread order of the sum is
+// rms_norm_cached_kernel's, so the outputs are bitwise the same. Measured
+// under CUDA graph replay on the H200 (scripts/ab_kernels.py): 8192 x 14336
+// bf16 120.8 -> 115.3 us (fused 241.7 -> 229.1), fp16 121.3 -> 115.1
+// (245.0 -> 229.0), and as the replacement of the streaming kernel for fp32
+// rows of 14336 at 512 threads 252.2 -> 236.0 us; where the cached kernel
+// holds 4 or more rows per SM it lost (4096 x 8192 bf16 35.7 -> 38.1 us,
+// fused 67.9 -> 79.3; fused 32768 x 4096 261 -> 295), and 256-thread blocks
+// (7 resident rows, 32 registers) lost everywhere (8192 x 14336 bf16 129.3
+// us, fp32 318.2).
 constexpr int kSmemUnroll = 4;
-template <typename T, int N, bool kFused, int kMaxThreads, int kMinBlocks>
-__global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
+constexpr int kSmemMaxThreads = 512;
+// Longest row staged (bytes): 3 rows of it fit an SM's shared memory.
+constexpr int64_t kSmemMaxRowBytes = 64 * 1024;
+template <typename T, int N, bool kFused>
+__global__ void __launch_bounds__(kSmemMaxThreads, 3)
     rms_norm_smem_kernel(T* out, T* res_out, const T* in, const T* res,
                          const T* __restrict__ weight, RmsNormArgs a) {
   using P = Words<T, N>;
@@ -452,9 +464,10 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
     const T* r = kFused ? res + row * a.res_stride : nullptr;
     T* ro = kFused ? res_out + row * a.res_out_stride : nullptr;
     float ss = 0.0f;
-    // Loads in flight per thread: fewer where the register cap is tight
-    // (the sum's order is the pack order either way).
-    constexpr int kU = (kMinBlocks >= 7 || kFused) ? 2 : kSmemUnroll;
+    // Loads in flight per thread: fewer when fused (x and residual), which
+    // spilled under the register cap with 4 (the sum's order is the pack
+    // order either way).
+    constexpr int kU = kFused ? 2 : kSmemUnroll;
     for (int i0 = threadIdx.x; i0 < npacks; i0 += kU * tx) {
       P xv[kU];
       P rv[kFused ? kU : 1];
@@ -519,30 +532,21 @@ __global__ void __launch_bounds__(kMaxThreads, kMinBlocks)
   }
 }
 
-int ab_knob() {  // A/B builds only: KB_AB_RMS selects launch variants
-  const char* s = std::getenv("KB_AB_RMS");
-  return s ? std::atoi(s) : 0;
-}
-
-// Launches rms_norm_smem_kernel with `threads` threads, one block per row.
+// Launches rms_norm_smem_kernel with `threads` (<= kSmemMaxThreads)
+// threads, one block per row.
 template <typename T, int N, bool kFused>
 void launch_smem(const RmsNormArgs& a, T* out, T* res_out, const T* in,
                  const T* res, const T* weight, int64_t threads,
                  cudaStream_t stream) {
-  static std::atomic<bool> raised{false};
-  // <= 256 threads: registers capped for 7 blocks per SM (rows of <= 32 KB
-  // then fit 7 to an SM's shared memory); else for 3 blocks of 512.
-  auto kernel = threads <= 256 ? rms_norm_smem_kernel<T, N, kFused, 256, 7>
-                               : rms_norm_smem_kernel<T, N, kFused, 512, 3>;
-  if (!raised.load(std::memory_order_relaxed)) {
-    for (auto k : {rms_norm_smem_kernel<T, N, kFused, 256, 7>,
-                   rms_norm_smem_kernel<T, N, kFused, 512, 3>}) {
-      C10_CUDA_CHECK(cudaFuncSetAttribute(
-          k, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
-    }
+  auto kernel = rms_norm_smem_kernel<T, N, kFused>;
+  const size_t bytes = static_cast<size_t>(a.cols) * sizeof(T);
+  static std::atomic<bool> raised{false};  // per instantiation, first launch
+  if (bytes > 48 * 1024 && !raised.load(std::memory_order_relaxed)) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        static_cast<int>(kSmemMaxRowBytes)));
     raised.store(true, std::memory_order_relaxed);
   }
-  const size_t bytes = static_cast<size_t>(a.cols) * sizeof(T);
   const dim3 grid(static_cast<unsigned>(std::min<int64_t>(a.rows, 0x7fffffff)));
   kernel<<<grid, static_cast<unsigned>(threads), bytes, stream>>>(
       out, res_out, in, res, weight, a);
@@ -678,9 +682,11 @@ void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         return;
       }
-      if (a.rows >= kOnePassMinWaves * resident && (ab_knob() & 1)) {
-        const int64_t st = (ab_knob() & 8) ? round32((npacks + 2 * kCache - 1) / (2 * kCache)) : threads;
-        launch_smem<T, N, kFused>(a, out, res_out, in, res, weight, st,
+      // 16-bit rows for which the cached kernel keeps at most 2 rows per SM
+      // (bf16 / fp16 rows over ~12K elements) are staged in shared memory.
+      if (a.rows >= kOnePassMinWaves * resident && sizeof(T) == 2 &&
+          resident <= 2 * static_cast<int64_t>(sms)) {
+        launch_smem<T, N, kFused>(a, out, res_out, in, res, weight, threads,
                                   stream);
         return;
       }
@@ -710,12 +716,13 @@ void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
   // input, 336 us, 66 % of the copy bandwidth). 1024-thread blocks keep 2
   // rows per SM: 474 MB read, 250 us, 89 %.
   const int64_t row_bytes = a.cols * static_cast<int64_t>(sizeof(T));
+  // Long rows with many rows to go (fp32 rows of 8K-16K elements): staged in
+  // shared memory, 512 threads (the streaming kernel's re-read of the row is
+  // what cost it: 252.2 -> 236.0 us at 8192 x 14336 fp32).
   if constexpr (N > 1) {
-    const int knob = ab_knob();
-    if ((knob & 2) && row_bytes <= 96 * 1024 && a.rows >= 2 * static_cast<int64_t>(sms)) {
-      const int64_t want = (knob & 8) ? 256 : 512;
+    if (row_bytes <= kSmemMaxRowBytes && a.rows >= 2 * static_cast<int64_t>(sms)) {
       launch_smem<T, N, kFused>(a, out, res_out, in, res, weight,
-                                std::min<int64_t>(want, round32(npacks)), stream);
+                                std::min<int64_t>(kSmemMaxThreads, round32(npacks)), stream);
       return;
     }
   }

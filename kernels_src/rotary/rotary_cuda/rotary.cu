@@ -1,7 +1,7 @@
 // CUDA implementation of the rotary position embedding.
 //
-// One launch covers q and k. Up to kFlatMaxHeads heads (q + k), one
-// thread per (token, head, pack) (rotary_flat_kernel); more heads take
+// One launch covers q and k: one thread per (token, head, pack)
+// (rotary_flat_kernel) while that count fits 31 bits; beyond it
 // rotary_kernel, where a thread block covers blockDim.z tokens (batch,
 // seq positions); threadIdx.x walks the packs of the first half of
 // head_dim, threadIdx.y slots of up to kHeadsPerStep heads (q heads, then k
@@ -36,7 +36,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <type_traits>
@@ -246,55 +245,6 @@ __global__ void __launch_bounds__(256, 2)
   }
 }
 
-// Flat kernel: one thread per (token, head, pack of the first half of
-// head_dim), heads fastest after the pack, so a warp covers consecutive
-// heads of a token (contiguous in the usual [batch, seq, heads, head_dim]
-// storage); cos/sin are re-read per head from L1. Every thread is
-// independent and needs few registers, where rotary_kernel keeps cos/sin and
-// 4 heads in ~118 registers. Measured on the H200 (bf16, CUDA events, vs
-// rotary_kernel): Qwen3's 16 + 8 heads at 16384 tokens 61.9 -> 60.6 us,
-// 64 + 16 heads at 4096 tokens 50.8 -> 49.7 us, under CUDA graph replay 16
-// tokens 3.02 -> 2.13 us and 1 token 2.32 -> 1.97 us; but 112 + 28 heads at
-// 8192 tokens 153.5 -> 159.7 us, so the launch keeps rotary_kernel for more
-// than kFlatMaxHeads heads. Indices are 32-bit (the launch checks).
-template <typename T, int N>
-__global__ void __launch_bounds__(256)
-    rotary_flat_kernel(T* q_out, T* k_out, const T* q, const T* k,
-                       const T* __restrict__ cos, const T* __restrict__ sin,
-                       RotaryArgs a, uint32_t npacks, uint32_t heads,
-                       uint32_t total) {
-  const uint32_t g = blockIdx.x * blockDim.x + threadIdx.x;
-  if (g >= total) {
-    return;
-  }
-  const uint32_t pk = g % npacks;
-  const uint32_t rest = g / npacks;
-  const int64_t h = rest % heads;
-  const int64_t t = rest / heads;
-  const int64_t half = a.head_dim / 2;
-  const int64_t b = t / a.seq;
-  const int64_t p = t - b * a.seq;
-  const int64_t off = static_cast<int64_t>(pk) * N;
-  const bool is_q = h < a.q_heads;
-  const T* x = is_q ? q + b * a.q_stride[0] + p * a.q_stride[2] + h * a.q_stride[1]
-                    : k + b * a.k_stride[0] + p * a.k_stride[2] +
-                          (h - a.q_heads) * a.k_stride[1];
-  T* o = is_q ? q_out + b * a.q_out_stride[0] + p * a.q_out_stride[2] +
-                    h * a.q_out_stride[1]
-              : k_out + b * a.k_out_stride[0] + p * a.k_out_stride[2] +
-                    (h - a.q_heads) * a.k_out_stride[1];
-  const T* crow = cos + b * a.cos_stride[0] + p * a.cos_stride[1];
-  const T* srow = sin + b * a.sin_stride[0] + p * a.sin_stride[1];
-  Vec<T, N> x1, x2, c1, c2, s1, s2;
-  x1.load(x + off);
-  x2.load(x + off + half);
-  c1.load(crow + off);
-  c2.load(crow + off + half);
-  s1.load(srow + off);
-  s2.load(srow + off + half);
-  rotate_store<T, N>(x1, x2, c1, c2, s1, s2, o, off, half);
-}
-
 // Division by a run-time divisor d < 2^31 of a numerator n < 2^31 as a
 // multiply-high, an add and a shift (Granlund-Montgomery: l = ceil(log2 d),
 // m = floor(2^32 (2^l - d) / d) + 1; umulhi(n, m) < n, so the add cannot
@@ -318,13 +268,25 @@ inline FastDiv make_fastdiv(uint32_t d) {
   return {d, static_cast<uint32_t>(m), l};
 }
 
-// rotary_flat_kernel with every index division (by npacks, heads and seq)
-// done in 32 bits as a multiply-high: the flat kernel's 32-bit divisions by
-// run-time npacks and heads and its 64-bit division by seq cost more
-// instructions than its two 16-byte loads. total < 2^31. KB_AB knob.
+// Flat kernel: one thread per (token, head, pack of the first half of
+// head_dim), heads fastest after the pack, so a warp covers consecutive
+// heads of a token (contiguous in the usual [batch, seq, heads, head_dim]
+// storage); cos/sin are re-read per head from L1. Every thread is
+// independent and needs few registers, where rotary_kernel keeps cos/sin and
+// 4 heads in ~118 registers. Indices are 32-bit (total < 2^31, the launch
+// checks) and every index division (by npacks, heads and seq) is a
+// multiply-high: the first flat kernel's 32-bit divisions by run-time npacks
+// and heads and its 64-bit division by seq cost more instructions than its
+// two 16-byte loads, and made it 4 % slower than rotary_kernel at 112 + 28
+// heads. Measured under CUDA graph replay on the H200, bf16, outputs bitwise
+// identical (scripts/ab_kernels.py; before: that flat kernel up to 128 heads,
+// rotary_kernel above): 16 x 4096 2.83 -> 2.25 us, 2048 x 4096 13.9 -> 12.7,
+// Qwen3's 16 + 8 heads at 16384 tokens 57.0 -> 52.0, 4096 x 8192 46.8 ->
+// 43.0, and 112 + 28 heads at 8192 tokens 150.6 -> 142.3 (fp32 290.9 ->
+// 281.4); 128-thread blocks measured 0-1 % faster than 256.
 template <typename T, int N>
 __global__ void __launch_bounds__(256)
-    rotary_flat_fast_kernel(T* q_out, T* k_out, const T* q, const T* k,
+    rotary_flat_kernel(T* q_out, T* k_out, const T* q, const T* k,
                             const T* __restrict__ cos, const T* __restrict__ sin,
                             RotaryArgs a, FastDiv fnp, FastDiv fheads,
                             FastDiv fseq, uint32_t total) {
@@ -360,12 +322,6 @@ __global__ void __launch_bounds__(256)
   rotate_store<T, N>(x1, x2, c1, c2, s1, s2, o, off, half);
 }
 
-int ab_knob() {  // A/B builds only: KB_AB_ROT selects launch variants
-  const char* s = std::getenv("KB_AB_ROT");
-  return s ? std::atoi(s) : 0;
-}
-
-constexpr int64_t kFlatMaxHeads = 128;  // q + k heads
 
 inline bool aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
@@ -406,6 +362,7 @@ int pick_args_pack(const RotaryArgs& a,
 }
 
 constexpr int kThreads = 256;  // __launch_bounds__ of the kernel
+constexpr int kFlatThreads = 128;  // rotary_flat_kernel's blocks
 
 template <typename T, int N>
 void launch_n(const RotaryArgs& a, T* q_out, T* k_out, const T* q, const T* k,
@@ -417,21 +374,12 @@ void launch_n(const RotaryArgs& a, T* q_out, T* k_out, const T* q, const T* k,
   // kHeadsPerStep heads per step, spread evenly (80 heads: 20 slots of 4);
   // z: tokens per block, to fill kThreads for small head counts.
   const int64_t total = tokens * heads * npacks;
-  if ((ab_knob() & 1) && total + kThreads < (int64_t{1} << 31) && a.seq < (int64_t{1} << 31)) {
-    const int threads = (ab_knob() & 2) ? 128 : kThreads;
-    const auto blocks = static_cast<unsigned>((total + threads - 1) / threads);
-    rotary_flat_fast_kernel<T, N><<<std::max(1u, blocks), threads, 0, stream>>>(
+  if (total + kFlatThreads < (int64_t{1} << 31) && a.seq < (int64_t{1} << 31)) {
+    const auto blocks = static_cast<unsigned>((total + kFlatThreads - 1) / kFlatThreads);
+    rotary_flat_kernel<T, N><<<std::max(1u, blocks), kFlatThreads, 0, stream>>>(
         q_out, k_out, q, k, cos, sin, a, make_fastdiv(static_cast<uint32_t>(npacks)),
         make_fastdiv(static_cast<uint32_t>(heads)), make_fastdiv(static_cast<uint32_t>(a.seq)),
         static_cast<uint32_t>(total));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return;
-  }
-  if (heads <= kFlatMaxHeads && total <= 0xffffffffLL - kThreads) {
-    const auto blocks = static_cast<unsigned>((total + kThreads - 1) / kThreads);
-    rotary_flat_kernel<T, N><<<blocks, kThreads, 0, stream>>>(
-        q_out, k_out, q, k, cos, sin, a, static_cast<uint32_t>(npacks),
-        static_cast<uint32_t>(heads), static_cast<uint32_t>(total));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
@@ -491,9 +439,8 @@ void launch_dtype(const RotaryArgs& a, at::Tensor& q_out, at::Tensor& k_out,
 // qk_norm_rotary
 // ---------------------------------------------------------------------------
 
-// The fused kernels' addressing: the same arithmetic as rotary_flat_kernel,
-// which keeps its own inline copy because routing it through these helpers
-// changes that kernel's generated code (scheduling and registers).
+// The fused kernels' addressing (rotary_flat_kernel keeps its own inline
+// copy: routing it through these helpers changed its generated code).
 
 // Batch and position of token t (tokens run batch-major).
 struct TokenPos {
@@ -597,22 +544,30 @@ __device__ __forceinline__ void norm_rotate_store(
 // aligned group of the warp (G a power of two, threads past npacks idle):
 // each holds its two packs in registers while the group reduces the row's
 // sum of squares, so the row is read once. Rows are numbered heads fastest
-// within a token (q heads, then k heads).
+// within a token (q heads, then k heads). Head and token come from
+// multiply-high divisions (rows < 2^31) and blocks are 128 threads: against
+// the 32-bit divisions by heads, the 64-bit one by seq and 256 threads, under
+// CUDA graph replay on the H200, bf16, outputs bitwise identical
+// (scripts/ab_kernels.py): 8 x 2048 tokens 67.6 -> 61.5 us, 1 x 16 2.80 ->
+// 2.61, 4 x 512 10.5 -> 10.1 (fast divisions alone: 66.9 / 2.68 / 10.3).
 template <typename T, int N>
 __global__ void __launch_bounds__(256)
     qk_norm_rotary_kernel(T* q_out, T* k_out, const T* q, const T* k,
                           const T* __restrict__ qw, const T* __restrict__ kw,
                           const T* __restrict__ cos, const T* __restrict__ sin,
                           RotaryArgs a, float eps, uint32_t npacks,
-                          uint32_t log2g, uint32_t heads, uint32_t rows) {
+                          uint32_t log2g, uint32_t rows, FastDiv fheads,
+                          FastDiv fseq) {
   const uint32_t g = blockIdx.x * blockDim.x + threadIdx.x;
   const uint32_t pk = g & ((1u << log2g) - 1u);
   const uint32_t row = g >> log2g;
   const bool active = row < rows && pk < npacks;
   const int64_t half = a.head_dim / 2;
   const int64_t off = static_cast<int64_t>(pk) * N;
-  const int64_t h = row % heads;
-  const TokenPos tp = token_pos(row / heads, a.seq);
+  const uint32_t t = fheads.div(row);
+  const int64_t h = row - t * fheads.d;
+  const uint32_t b = fseq.div(t);
+  const TokenPos tp = {b, t - b * fseq.d};
   float a1[N], a2[N];
   float ss = 0.0f;
   if (active) {
@@ -693,12 +648,14 @@ void launch_norm_n(const RotaryArgs& a, float eps, T* q_out, T* k_out,
     ++log2g;
   }
   const int64_t total = rows << log2g;
-  if (npacks <= kMaxGroup && total <= 0xffffffffLL - kThreads) {
-    const auto blocks = static_cast<unsigned>((total + kThreads - 1) / kThreads);
-    qk_norm_rotary_kernel<T, N><<<blocks, kThreads, 0, stream>>>(
+  if (npacks <= kMaxGroup && total + kFlatThreads < (int64_t{1} << 31) &&
+      a.seq < (int64_t{1} << 31)) {
+    const auto blocks = static_cast<unsigned>((total + kFlatThreads - 1) / kFlatThreads);
+    qk_norm_rotary_kernel<T, N><<<blocks, kFlatThreads, 0, stream>>>(
         q_out, k_out, q, k, qw, kw, cos, sin, a, eps,
-        static_cast<uint32_t>(npacks), log2g, static_cast<uint32_t>(heads),
-        static_cast<uint32_t>(rows));
+        static_cast<uint32_t>(npacks), log2g, static_cast<uint32_t>(rows),
+        make_fastdiv(static_cast<uint32_t>(heads)),
+        make_fastdiv(static_cast<uint32_t>(a.seq)));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
