@@ -2,6 +2,7 @@
 """Plot scripts/bench_kernels.py results: achieved bandwidth of ours, eager, torch.compile and a same-size copy_.
 
     python scripts/plot_bench.py bench.csv bench.png [--title TEXT]
+    python scripts/plot_bench.py bench.csv --markdown      # README tables (GPU time and ratios per point)
 
 One panel per (shape, dtype) with at least one point, ops on the x axis, bars of
 % of the copy bandwidth measured in the same run (GB/s in the CSV / the run's
@@ -75,14 +76,61 @@ def plot(rows: list[dict], png: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+MD_COLUMNS = [  # (header, CSV column, format)
+    ("op", "op", "s"), ("shape", "shape", "s"), ("dtype", "dtype", "s"), ("MB", "MB", ".1f"),
+    ("µs ours", "us_ours", ".2f"), ("µs compile", "us_compile", ".2f"), ("µs eager", "us_eager", ".2f"),
+    ("µs copy_ same bytes", "us_copy_same_size", ".2f"), ("% same-size copy", "%copy_same_size", ".1f"),
+    ("vs eager", "vs_eager", ".2f"), ("vs compile", "vs_compile", ".2f"),
+    ("vs compile, rotated out", "vs_compile_rotated_out", ".2f"), ("plain launches vs compile", "plain_vs_compile", ".2f"),
+]
+
+
+def markdown(rows: list[dict]) -> str:
+    """README tables: one per group (bf16 main shapes, Qwen3-0.6B prefill shapes, fp16/fp32), every point with
+    its GPU time and ratios; ratios get an x, percentages a %."""
+    groups = {"bf16": [], "qwen3": [], "fp16/fp32": []}
+    for r in rows:
+        if r["dtype"] != "bf16":
+            groups["fp16/fp32"].append(r)
+        elif int(r["tokens"]) >= 16384 or int(r["hidden"]) in (128, 1024, 2048, 3072):
+            groups["qwen3"].append(r)
+        else:
+            groups["bf16"].append(r)
+    out = []
+    for name, pts in groups.items():
+        if not pts:
+            continue
+        out.append(f"{name}:\n")
+        out.append("| " + " | ".join(h for h, _, _ in MD_COLUMNS) + " |")
+        out.append("|" + "---|" * len(MD_COLUMNS))
+        for r in pts:
+            cells = []
+            for h, col, fmt in MD_COLUMNS:
+                v = r.get(col, "")
+                if fmt != "s" and _num(v) is not None:
+                    v = format(_num(v), fmt) + ("x" if h.startswith(("vs", "plain")) else "%" if h.startswith("%") else "")
+                if col == "vs_compile" and _num(r.get(col)) is not None:
+                    v = f"**{v}**"
+                cells.append(str(v))
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("csv", type=Path)
-    p.add_argument("png", type=Path)
+    p.add_argument("png", type=Path, nargs="?")
     p.add_argument("--title", default="")
+    p.add_argument("--markdown", action="store_true", help="print README tables instead of plotting")
     args = p.parse_args(argv)
     with open(args.csv, newline="") as f:
         rows = list(csv.DictReader(f))
+    if args.markdown:
+        print(markdown(rows))
+        return 0
+    if args.png is None:
+        p.error("png (or --markdown)")
     plot(rows, args.png, args.title)
     print(f"wrote {args.png}")
     return 0
