@@ -24,7 +24,8 @@ import pytest  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 
 from kernel_builder.build.layout import digest_dir  # noqa: E402
-from kernel_builder.hub.serve import HubApp, HubServer, serve  # noqa: E402
+from kernel_builder.hub.routes import HubApp  # noqa: E402
+from kernel_builder.hub.serve import HubServer, serve  # noqa: E402
 from kernel_builder.hub.upload import upload  # noqa: E402
 
 TOKEN = "tok-roundtrip-secret"
@@ -53,7 +54,7 @@ def published(built_kernels, tmp_path_factory):
     os.environ.pop("HF_HUB_DISABLE_TELEMETRY", None)
     tmp = tmp_path_factory.mktemp("publish_roundtrip")
     tokens = tmp / "tokens"
-    tokens.write_text(f"{TOKEN} alice\n")
+    tokens.write_text(f"{TOKEN} alice {ORG}\n")
     root = tmp / "hub"
     untrusted = serve(root, token_file=tokens)
     trusted = serve(root, token_file=tokens, trusted_orgs=[ORG])

@@ -33,11 +33,12 @@ class Limits:
 class HubServer:
     """A running `serve()`: `.url`, `.shutdown()`; waitress's loop runs in a daemon thread."""
 
-    def __init__(self, app: HubApp, host: str, port: int, limits: Limits, quiet: bool = True):
+    def __init__(self, app: HubApp, host: str, port: int, limits: Limits | None = None, quiet: bool = True):
         from .server import HubWSGIServer, fd_bound_connection_limit
 
         self.app = app
         logging.getLogger("waitress").setLevel(logging.ERROR if quiet else logging.WARNING)
+        limits = limits or Limits()
         self.connection_limit = fd_bound_connection_limit(limits.connection_limit, limits.threads)
         self._srv = HubWSGIServer(
             app, header_timeout=limits.header_timeout, body_timeout=limits.body_timeout, host=host, port=port,
