@@ -76,8 +76,10 @@ def read_text(path: Path) -> str:
 
 
 _SPECIAL = re.compile(r"[#\"'\[\]{}]")
-_BASIC_REST = re.compile(r'(?:[^"\\\n]|\\.)*"?')  # the rest of a one-line "..." string, escapes skipped
-_ML_BASIC_END = re.compile(r'(?:[^"\\]|\\.|"(?!""))*"""+', re.S)  # the rest of a """...""" string
+# The rest of a one-line "..." string and of a """...""" string, escapes skipped (loops unrolled: a
+# megabyte string is one run of the character class, not a million alternations).
+_BASIC_REST = re.compile(r'[^"\\\n]*(?:\\.[^"\\\n]*)*"?')
+_ML_BASIC_END = re.compile(r'[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*"""+', re.S)
 
 
 def deep_line(text: str) -> int | None:
