@@ -224,3 +224,12 @@ def test_brackets_in_strings_and_comments_do_not_count_as_nesting(tiny_project):
     (tiny_project / "build.toml").write_text(text)
     project = load_project(tiny_project)
     assert project.general.license == deep and project.kernels[0].cxx_flags[1] == f"-DB={deep}"
+
+
+def test_a_project_directory_argument_the_file_system_refuses_is_one_line(tmp_path):
+    """`build DIR` with a DIR too long to be a path, or a symlink loop: exit 2, the argument cut."""
+    (tmp_path / "loop_a").symlink_to("loop_b")
+    (tmp_path / "loop_b").symlink_to("loop_a")
+    for arg, why in (("a" * 5000, "File name too long"), (str(tmp_path / "loop_a"), "a symlink loop")):
+        msg = _refusal(Path(arg), tmp_path)
+        assert msg.endswith(f": not a project directory: {why}") and len(msg) < 300, msg

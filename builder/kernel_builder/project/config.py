@@ -159,9 +159,15 @@ def _vtuple(v: str) -> tuple[int, ...]:
 
 def load_project(root: Path | str) -> Project:
     """Parse and validate `<root>/build.toml` and every path it names. Raises ConfigError."""
-    root = Path(root).resolve()
-    path = root / "build.toml"
-    if not path.is_file():
+    try:
+        root = Path(root).resolve()
+        path = root / "build.toml"
+        found = path.is_file()
+    except (OSError, ValueError, RuntimeError) as e:  # a name too long, a NUL byte, a symlink loop
+        why = e.strerror if isinstance(e, OSError) and e.strerror else \
+            "a symlink loop" if isinstance(e, RuntimeError) else "a NUL byte in the path"
+        raise ConfigError(limits.shown_key(str(root)), "", f"not a project directory: {why}") from None
+    if not found:
         raise ConfigError(path, "", "no build.toml here (is this a kernel project directory?)")
     data, r = _parse(path)
     notes = r.notes
