@@ -171,3 +171,23 @@ def test_elf_problem_reads_only_headers(built_kernels, tmp_path):
     data = whole.read_bytes()
     cut.write_bytes(data[:len(data) // 2])
     assert elf_problem(cut).startswith("truncated: ")
+
+
+@pytest.mark.parametrize("case", ["nested", "not-an-object", "huge-id"])
+def test_check_on_a_hostile_metadata_json_is_one_short_line(built_kernels, tmp_path, case):
+    """metadata.json nested 100,000 deep (json's RecursionError), a list, a 5 MB id (no such file name):
+    each a finding of `check` (exit 5) in one line of bounded length, not an internal error."""
+    import json
+
+    variant = next(p for p in sorted(built_kernels["activation"].iterdir()) if (p / "metadata.json").is_file())
+    dst = tmp_path / "build" / variant.name
+    shutil.copytree(variant, dst)
+    meta = json.loads((dst / "metadata.json").read_text())
+    text = {"nested": "[" * 100_000 + "]" * 100_000, "not-an-object": "[1, 2]",
+            "huge-id": json.dumps(dict(meta, id="a" * 5_000_000))}[case]
+    (dst / "metadata.json").write_text(text)
+    r = run_cli("check", tmp_path / "build", "--no-import", check=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 5 and len(lines) == 1 and "internal error" not in r.stderr, r.stderr[:2000]
+    assert "metadata.json" in lines[0] and len(lines[0].replace(str(tmp_path), "")) < 500, lines[0][:2000]
+    assert all(len(line) < 1000 for line in r.stdout.splitlines())

@@ -70,6 +70,8 @@ class _Findings(list):
         self.vdir = vdir
 
     def __call__(self, rel: str, rule: str, detail: str) -> None:
+        """Details quote the tree's own contents (an id, a name): cut, so that a finding stays one line."""
+        detail = detail if len(detail) <= 300 else detail[:299] + "…"
         self.append(f"{self.vdir.name}/{rel}: {rule}: {detail}")
 
 
@@ -127,8 +129,11 @@ def _read_metadata(vdir: Path, bad: _Findings) -> dict | None:
         return None
     try:
         meta = json.loads(mpath.read_text())
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: arrays nested thousands deep
         bad("metadata.json", "metadata", f"not JSON: {e}")
+        return None
+    if not isinstance(meta, dict):
+        bad("metadata.json", "metadata", f"not a JSON object: {type(meta).__name__}")
         return None
     for key, typ in REQUIRED.items():
         if key not in meta:
@@ -170,8 +175,9 @@ def _check_contents(vdir: Path, v: V.Variant, meta: dict, bad: _Findings) -> Non
         print(f"note: {vdir.name}: has __pycache__ (ignored by the digest; never uploaded)")
     if v.kind == "noarch":
         return
-    if not re.fullmatch(rf"_{re.escape(module)}_{re.escape(btype)}_[0-9a-z]+", mid):
+    if not re.fullmatch(rf"_{re.escape(module)}_{re.escape(btype)}_[0-9a-z]+", mid) or len(mid) > 200:
         bad("metadata.json", "id", f"{mid!r} is not _{module}_{btype}_<unique>")
+        return  # no file can be named after it (a megabyte id is no file name at all)
     so = vdir / f"{mid}.abi3.so"
     if not so.is_file():
         bad(so.name, "layout", "the extension is named after the id and built for the limited API (.abi3.so)")
