@@ -351,7 +351,7 @@ def test_cli_builds_rmsnorm_cann_variant_with_fake_toolkit(tmp_path):
                                                                         capture_output=True, text=True).stdout
         assert soc.encode() in lib.read_bytes()
     syms = subprocess.run(["nm", "-D", "-C", str(vdir / f"{mid}.abi3.so")], capture_output=True, text=True).stdout
-    assert f"T PyInit_{mid}" in syms and "U aclrtlaunch_kb_rms_norm_f16" in syms
+    assert f"W PyInit_{mid}" in syms and "U aclrtlaunch_kb_rms_norm_f16" in syms  # ours is weak
     assert "U c10_npu::getCurrentNPUStream" in syms
 
     # The loader's own parser accepts the metadata; our check passes (layout, digest; no import: no NPU here).
