@@ -100,6 +100,12 @@ def bench(a, tmp: Path, url: str, pid: int) -> int:
     if status != 200:
         print(data[:500].decode(errors="replace"))
         return 1
+    t = time.perf_counter()
+    got = Path(api.hf_hub_download("acme/bench", "build/bench/f0000.bin", repo_type="kernel",
+                                   cache_dir=tmp / "dl")).stat().st_size
+    secs = time.perf_counter() - t
+    print(f"download of one {got / 1e6:.0f} MB file: {secs:.2f} s = {got / 1e6 / secs:.0f} MB/s; server peak RSS "
+          f"{peak_rss_mb(pid):.0f} MB")
     if a.hf:
         src = tmp / "files"
         src.mkdir()

@@ -146,6 +146,9 @@ def test_large_files_stream_to_the_same_git_objects(tmp_path):
         git = ["git", "--git-dir", str(tmp_path / "root" / "acme" / "k.git")]
         assert subprocess.run(git + ["cat-file", "blob", tree["s.bin"]], capture_output=True).stdout == slashes
         assert subprocess.run(git + ["fsck", "--strict"], capture_output=True).returncode == 0
+        subprocess.run(git + ["gc", "-q", "--prune=now"], check=True)  # packed now: served through git
+        again = api.hf_hub_download("acme/k", "big.bin", repo_type="kernel", cache_dir=tmp_path / "c2")
+        assert Path(again).read_bytes() == big
         objects = tmp_path / "root" / "acme" / "k.git" / "objects"
         assert not [p for p in objects.rglob("*") if p.name.startswith(("tmp_obj_", "kb-spool-"))]
     finally:

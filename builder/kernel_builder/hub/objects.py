@@ -100,3 +100,31 @@ class BlobSpool:
             self.file.close()
             self.file = None
         self.mem = bytearray()
+
+
+def loose_blob_chunks(objects: Path, oid: str):
+    """The content of a loose blob, decompressed piece by piece (a download never holds a whole file), or None
+    when the object is not loose (packed by `git gc`: the caller asks git)."""
+    path = Path(objects) / oid[:2] / oid[2:]
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return None
+
+    def chunks():
+        with f:
+            z, head = zlib.decompressobj(), b""
+            while block := f.read(READ):
+                out = z.decompress(block)
+                if head is not None:  # strip "blob <size>\0", which may straddle two pieces
+                    head += out
+                    if b"\0" not in head:
+                        continue
+                    out, head = head.split(b"\0", 1)[1], None
+                if out:
+                    yield out
+            tail = z.flush()
+            if tail:
+                yield tail
+
+    return chunks()

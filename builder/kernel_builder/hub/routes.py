@@ -298,7 +298,7 @@ class HubApp:
             raise StoreError(404, f"{cut(path)} not found at {cut(rev, 100)}", "EntryNotFound")
         oid, size = blob
         headers = {"X-Repo-Commit": sha, "ETag": f'"{oid}"', "Accept-Ranges": "none"}
-        data = b"" if req.method == "HEAD" else repo.read_blob(oid)
-        resp = Response(data, mimetype="application/octet-stream", headers=headers)
+        data = [b""] if req.method == "HEAD" else repo.blob_chunks(oid)
+        resp = Response(data, mimetype="application/octet-stream", headers=headers, direct_passthrough=True)
         resp.headers["Content-Length"] = str(size)
         return resp

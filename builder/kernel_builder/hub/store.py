@@ -27,7 +27,7 @@ from pathlib import Path
 from ..errors import EnvironmentProblem
 from ..tools import run
 from .audit import AuditLog
-from .objects import BlobSpool, NoSpace
+from .objects import BlobSpool, NoSpace, loose_blob_chunks
 
 # fullmatch everywhere: `$` would also match before a trailing newline
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
@@ -223,6 +223,10 @@ class Repo:
 
     def read_blob(self, oid: str) -> bytes:
         return self.git("cat-file", "blob", oid)
+
+    def blob_chunks(self, oid: str):
+        """The blob streamed from its loose object, else (packed) read whole through git."""
+        return loose_blob_chunks(self.path / "objects", oid) or iter([self.read_blob(oid)])
 
     def new_blob(self) -> BlobSpool:
         return BlobSpool(self.path / "objects")
