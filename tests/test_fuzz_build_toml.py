@@ -136,6 +136,31 @@ def wrong_type(data: bytes, rnd: random.Random) -> bytes:
     return data[:m.start(2)] + value + data[m.end(2):]
 
 
+# Values a key may well hold: the mutant stays valid TOML and often a valid project, so planning is reached.
+PLAUSIBLE = {
+    b"depends": [b'["torch", "cutlass_4_5"]', b'["torch", "cutlass_2_10", "cutlass_3_6"]', b'["torch", "sycl_tla"]', b"[]"],
+    b"cuda-capabilities": [b'["12.0f", "7.0"]', b'["9.0a+PTX"]', b'["1.0"]', b"[]", b'["8.0", "8.0"]'],
+    b"backends": [b'["cpu"]', b'["cuda", "cpu", "rocm", "xpu", "metal"]', b'["cann"]', b'["neuron", "tpu"]'],
+    b"stable-abi": [b'"2.9"', b'"3.0"', b"{ cpu = \"2.10\" }"],
+    b"minver": [b'"2.20"', b'"1.0"', b'"99.99"', b'"2.13.0"'],
+    b"maxver": [b'"2.0"', b'"2.13"', b'"12.8"'],
+    b"edition": [b"4", b"5", b"6"],
+    b"version": [b"0", b"2", b"-1"],
+    b"python-depends": [b'["einops"]', b'["nvidia-cutlass-dsl"]', b'["numpy"]'],
+    b"soc-versions": [b'["Ascend310P3"]', b'["Ascend910B1", "Ascend910_9391"]'],
+    b"pyext": [b'["py", "json"]', b'["so"]'],
+    b"backend": [b'"cpu"', b'"cuda"', b'"rocm"', b'"cann"', b'"metal"'],
+}
+
+
+def plausible_value(data: bytes, rnd: random.Random) -> bytes:
+    lines = [m for m in re.finditer(rb"(?m)^([A-Za-z0-9_-]+)\s*=\s*(.*)$", data) if m.group(1) in PLAUSIBLE]
+    if not lines:
+        return data
+    m = rnd.choice(lines)
+    return data[:m.start(2)] + rnd.choice(PLAUSIBLE[m.group(1)]) + data[m.end(2):]
+
+
 def drop_or_swap_lines(data: bytes, rnd: random.Random) -> bytes:
     lines = data.split(b"\n")
     if len(lines) < 2:
@@ -149,7 +174,7 @@ def drop_or_swap_lines(data: bytes, rnd: random.Random) -> bytes:
 
 
 MUTATIONS = [flip_bytes, truncate, deep_nesting, huge_value, invalid_utf8, duplicate_table, control_char,
-             hostile_path, output_flag, wrong_type, drop_or_swap_lines]
+             hostile_path, output_flag, wrong_type, drop_or_swap_lines, plausible_value, plausible_value]
 
 
 # --------------------------------------------------------------------------------------------------
