@@ -44,3 +44,16 @@ def test_explicit_ptx_and_restriction():
     caps, _ = cuda.capabilities(kernel("8.0", "9.0+PTX"), host(), restrict=["9.0"])
     assert caps == ["9.0+PTX"]
     assert cuda.gencode_flags(caps) == ["-gencode=arch=compute_90,code=sm_90", "-gencode=arch=compute_90,code=compute_90"]
+
+
+def test_a_matrix_row_drops_what_its_nvcc_release_cannot_build():
+    """A row planned outside its image (no nvcc to ask): Debian's nvcc 12.4 has no sm_100 / sm_120, so a kernel
+    asking for them is told at planning time and its highest capability left gets the PTX those GPUs run."""
+    row = Host(python="python", torch_version="2.9.1", cxx11_abi=True, torch_cuda="12.8", nvcc="/opt/cuda/bin/nvcc",
+               nvcc_version="12.4", cuda_home="/opt/cuda", arch="x86_64", os="linux", probed=False)
+    caps, notes = cuda.capabilities(kernel("8.0", "9.0", "10.0", "12.0"), row)
+    assert caps == ["8.0", "9.0+PTX"]
+    assert notes == [f"capability {c} is not supported by nvcc 12.4; skipped" for c in ("10.0", "12.0")]
+    newer = Host(**{**row.__dict__, "nvcc_version": "12.8"})
+    assert cuda.capabilities(kernel("8.0", "9.0", "10.0", "12.0"), newer) == (["8.0", "9.0", "10.0", "12.0+PTX"], [])
+    assert cuda.known_codes("11.0") is None  # older than the table: the image's nvcc decides

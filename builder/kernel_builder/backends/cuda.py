@@ -38,6 +38,20 @@ HF_NVCC_FLAGS = ["--expt-relaxed-constexpr", "--expt-extended-lambda"]
 FP8_FROM = (11, 8)  # the first CUDA with the FP8 types; Hugging Face defines ENABLE_FP8 from there
 
 
+# The sm_XY range each nvcc release emits (`nvcc --list-gpu-code`), for a matrix row planned outside its image,
+# where there is no nvcc to ask: a kernel asking for 10.0 on Debian's nvcc 12.4 is told at planning time.
+KNOWN_CODE_RANGES = [((13, 0), (75, 121)), ((12, 8), (50, 120)), ((12, 0), (50, 90)), ((11, 8), (35, 90))]
+
+
+def known_codes(nvcc_version: str | None) -> range | None:
+    """The sm numbers an nvcc of this release emits, from the table above; None when the version is unknown."""
+    if not nvcc_version:
+        return None
+    mm = version_tuple(nvcc_version)
+    span = next((lo_hi for since, lo_hi in KNOWN_CODE_RANGES if mm >= since), None)
+    return range(span[0], span[1] + 1) if span else None
+
+
 @functools.lru_cache(maxsize=None)
 def supported_codes(nvcc: str) -> frozenset[str]:
     """The sm_XY codes this nvcc can emit (`nvcc --list-gpu-code`): probed, not assumed."""
@@ -57,11 +71,12 @@ def capabilities(kernel: Kernel | None, host: Host, restrict: list[str] | None =
     default = next(caps for mm, caps in DEFAULT_CAPABILITIES if nvcc_mm >= mm)
     declared = kernel.options.get("cuda-capabilities", ()) if kernel else ()
     wanted = list(declared) if declared else list(default)
-    codes = supported_codes(host.nvcc) if host.probed else None  # a matrix row: its image decides
+    codes = supported_codes(host.nvcc) if host.probed else None  # a matrix row: its image decides, ...
+    known = None if host.probed else known_codes(host.nvcc_version)  # ... but what its nvcc cannot do is known
     keep, notes = [], []
     for cap in wanted:
         code, base, _ = _code(cap)
-        if codes is not None and base not in codes:
+        if (codes is not None and base not in codes) or (known is not None and int(base) not in known):
             notes.append(f"capability {cap} is not supported by nvcc {host.nvcc_version}; skipped")
         elif restrict and cap.split("+")[0] not in restrict and cap.split("+")[0].rstrip("af") not in restrict:
             continue
