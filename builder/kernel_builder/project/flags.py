@@ -3,10 +3,13 @@
 kernel-builder decides where every output goes (the cache, then the variant directory, atomically): a
 flag such as `-o /elsewhere` would write outside both, and `@file` or `-optf file` would read flags,
 these ones included, from a file the check never saw. The same flags are refused inside the wrappers
-that hand flags on to another tool (`-Wl,`, `-Xlinker`, `-Xcompiler`, ...), for every backend's flag list.
+that hand flags on to another tool (`-Wl,`, `-Xlinker`, `-Xcompiler`, ...) and inside one entry that a
+CMake file or shell would split at blanks (`"-O2 -o /x"`), for every backend's flag list.
 """
 
 from __future__ import annotations
+
+import re
 
 # Prefixes of an argument that names an output (or a directory for outputs), checked case-sensitively.
 # `-o` covers `-o<path>` and nvcc's `-odir`; _ALLOWED holds the two nvcc `-o...` flags that name no file.
@@ -19,6 +22,9 @@ _COMMA_WRAPPERS = ("-Wl,", "-Wp,", "-Wa,", "-Xcompiler=", "-Xlinker=", "-Xptxas=
 # Wrappers that take the next argument as the other tool's argument(s).
 _NEXT_WRAPPERS = ("-Xlinker", "-Xcompiler", "-Xassembler", "-Xpreprocessor", "-Xptxas", "-Xnvlink", "-Xarchive",
                   "-Xclang", "--compiler-options", "--linker-options", "--ptxas-options", "--nvlink-options")
+
+
+_SPLIT = re.compile(r"[\s;]+")
 
 
 def _bad(arg: str) -> bool:
@@ -45,6 +51,8 @@ def flag_problem(flags, i: int) -> str | None:
     handed = [arg] + _wrapped(arg)
     if i > 0 and flags[i - 1] in _NEXT_WRAPPERS:
         handed += [arg] + arg.split(",")
+    # A CMake file (the cann flows) or a shell splits one entry at blanks and semicolons: each piece counts.
+    handed += [piece for a in handed for piece in _SPLIT.split(a) if piece]
     if any(_bad(a) for a in handed):
         return ("names an output file or reads options from a file (kernel-builder decides where outputs go, "
                 "and every flag must be in build.toml)")

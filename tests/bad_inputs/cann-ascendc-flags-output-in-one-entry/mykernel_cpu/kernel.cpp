@@ -1,0 +1,2 @@
+// Never compiled.
+void mykernel_noop() {}

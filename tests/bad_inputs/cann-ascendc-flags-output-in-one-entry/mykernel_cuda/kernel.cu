@@ -1,0 +1,2 @@
+// Never compiled.
+__global__ void mykernel_noop_kernel() {}

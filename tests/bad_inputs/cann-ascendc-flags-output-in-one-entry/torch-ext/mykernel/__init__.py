@@ -1,0 +1,1 @@
+"""Placeholder package of a malformed test project."""

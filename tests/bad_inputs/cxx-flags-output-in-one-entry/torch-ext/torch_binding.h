@@ -1,0 +1,2 @@
+#pragma once
+void mykernel_noop();
