@@ -332,7 +332,11 @@ def test_github_workflow_lints_clean_and_builds_each_variant_with_the_ci_command
     assert r.returncode == 0, r.stdout + r.stderr
     for e in matrix.expand(load_project(KERNELS_SRC / "activation"), MATRIX):
         if e.variant:
-            assert f"          - {e.variant}\n" in text
+            assert f"          - variant: {e.variant}\n" in text
+    # the CUDA 12 rows build FROM local/debian:trixie, which the job makes itself
+    assert "          - variant: torch29-cxx11-cu128-x86_64-linux\n            base: local/debian:trixie\n" \
+           "            suite: trixie\n" in text
+    assert 'sudo debootstrap --variant=minbase "${{ matrix.suite }}"' in text
     assert 'kernel-builder build kernels_src/activation --all --variant "${{ matrix.variant }}" --out build' in text
     assert "if: failure()" in text and "path: logs" in text  # a failed variant's log is kept
     assert "kernel-builder check build --no-import" in text and "kernel-builder upload build" in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import __version__
 from ..project.model import Project
+from .images import LOCAL_PREFIX
 from .table import Matrix, expand
 from ..build.render import render
 
@@ -16,6 +17,15 @@ DEFAULT_INSTALL = f"pip install 'kernel-builder=={__version__}'"
 
 
 def github_workflow(project: Project, matrix: Matrix, project_dir: str, install: str | None = None) -> str:
-    variants = [e.variant.name for e in expand(project, matrix) if e.variant]
-    return render("ci/github.yml.j2", name=project.general.name, variants=variants,
+    jobs = [{"variant": e.variant.name, **_local_base(e.env.image.base if e.env else "")}
+            for e in expand(project, matrix) if e.variant]
+    return render("ci/github.yml.j2", name=project.general.name, jobs=jobs,
                   project_dir=project_dir.rstrip("/") or ".", install=install or DEFAULT_INSTALL)
+
+
+def _local_base(base: str) -> dict[str, str]:
+    """A base no registry serves (`local/debian:SUITE`, e.g. the CUDA 12 rows' trixie) is made in the job with
+    debootstrap, as scripts/make_base_image.sh makes it here; any other base is pulled by the image build."""
+    repo, _, suite = base.partition(":")
+    local = repo == f"{LOCAL_PREFIX}debian" and suite
+    return {"base": base if local else "", "suite": suite if local else ""}
