@@ -594,3 +594,22 @@ def test_rendered_ascendc_project_builds_binding_with_stub_cann(tmp_path):
     assert "U c10_npu::getCurrentNPUStream" in dyn
     needed = subprocess.run(["objdump", "-p", str(so)], capture_output=True, text=True).stdout
     assert "libtorch_npu.so" in needed
+
+
+def test_flags_and_paths_reach_cmake_as_one_literal_argument(tmp_path):
+    """A build.toml flag holding `)`, quotes, `${...}` or a backslash must stay one value in the rendered CMake, not
+    end the command and inject another (execute_process ...) or expand a variable. Real cmake reads it back."""
+    from kernel_builder.build.render import cmake_escape, cmake_quote
+
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake not found: the cann flows drive CMake, and this checks what CMake reads")
+    hostile = ['-DX="a") execute_process(COMMAND touch pwned', "-DY=${CMAKE_COMMAND}", "-DZ=a\\b c"]
+    script = tmp_path / "read.cmake"
+    lines = [f"set(v{i} {cmake_quote(f)})\nfile(APPEND {tmp_path}/out \"${{v{i}}}\\n\")\n" for i, f in enumerate(hostile)]
+    lines.append(f'set(p "${{CMAKE_CURRENT_LIST_DIR}}/{cmake_escape("src/a) b$x.cpp")}")\nfile(APPEND {tmp_path}/out "${{p}}\\n")\n')
+    script.write_text("".join(lines))
+    r = subprocess.run([cmake, "-P", str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out").read_text().splitlines() == hostile + [f"{tmp_path}/src/a) b$x.cpp"]
+    assert not (tmp_path / "pwned").exists()

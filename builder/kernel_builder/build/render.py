@@ -18,10 +18,22 @@ def template_dir() -> Path:
     raise FileNotFoundError("kernel-builder's templates/ directory is missing from this installation")
 
 
+def cmake_escape(text: str) -> str:
+    """Text made safe inside a CMake quoted argument: a flag or path from build.toml holding `)`, `"`, `$` or a
+    backslash stays one literal value instead of ending the command or expanding a variable."""
+    return "".join("\\" + c if c in '\\"$' else c for c in str(text))
+
+
+def cmake_quote(text: str) -> str:
+    return f'"{cmake_escape(text)}"'
+
+
 @functools.lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), keep_trailing_newline=True,
-                              undefined=jinja2.StrictUndefined, autoescape=False)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined, autoescape=False)
+    env.filters.update(cmake=cmake_quote, cmake_escape=cmake_escape)
+    return env
 
 
 def render(template: str, **context) -> str:
