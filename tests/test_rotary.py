@@ -51,6 +51,29 @@ def rotary(rotary_dir):
     return kernels.get_local_kernel(rotary_dir)
 
 
+def test_imported_twice(rotary_dir):
+    """The same build imported under a second module name (transformers' KernelConfig after kernels' kernelize
+    did) loads: the op namespace and its fake impls are shared, and the second module's ops run."""
+    import importlib.util
+
+    variant = next(p for p in Path(rotary_dir).iterdir() if (p / "__init__.py").is_file()
+                   and (DEVICE != "cuda" or "-cu" in p.name))
+    mods = []
+    for i in range(2):
+        name = f"kb_rotary_twice_{i}"
+        spec = importlib.util.spec_from_file_location(name, variant / "__init__.py",
+                                                      submodule_search_locations=[str(variant)])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        mods.append(mod)
+    q, k = _qk(1, 4, 2, 5, 16, torch.float32)
+    cos, sin = _cos_sin(1, 5, 16, torch.float32)
+    a = mods[0].apply_rotary_pos_emb(q, k, cos, sin)
+    b = mods[1].apply_rotary_pos_emb(q, k, cos, sin)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
 

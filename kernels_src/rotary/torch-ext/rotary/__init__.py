@@ -104,11 +104,24 @@ def qk_norm_rotary_pos_emb(
 
 # Fake (meta) implementations so the ops trace under torch.compile. The ops
 # only mutate their output arguments and return nothing.
-@torch.library.register_fake(add_op_namespace_prefix("apply_rotary"))
 def _apply_rotary_fake(q_out, k_out, q, k, cos, sin) -> None:
     return None
 
 
-@torch.library.register_fake(add_op_namespace_prefix("qk_norm_rotary"))
 def _qk_norm_rotary_fake(q_out, k_out, q, k, q_weight, k_weight, cos, sin, eps) -> None:
     return None
+
+
+def _register_fake(name: str, fn) -> None:
+    """One fake impl per op: this package imported a second time under another module name (transformers'
+    KernelConfig loading the build that kernels' kernelize already loaded, seen in scripts/e2e_qwen3.py on the
+    H200) shares the op namespace of the first import, whose fake impl stays."""
+    try:
+        torch.library.register_fake(add_op_namespace_prefix(name))(fn)
+    except RuntimeError as e:
+        if "already has an fake impl registered" not in str(e):
+            raise
+
+
+_register_fake("apply_rotary", _apply_rotary_fake)
+_register_fake("qk_norm_rotary", _qk_norm_rotary_fake)
