@@ -34,8 +34,10 @@ GATED = ("silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul")
 # (group, env var, ops, shapes [(tokens, hidden, dtype, rotary gqa or None)], variants). The variants of the first
 # run (docs/ab_h200_run1.txt: gated one pack per thread, flat block sizes, shared-memory rms_norm rows, rotary
 # multiply-high indexing) were the knobs of commit 1917166's kernels; those that won are now the kernels' only
-# path. This round's knobs (KB_AB_ACT): 64 = unary flat kernel with a 32-bit index and no loop, 128 = the same
-# and the gated flat kernel with weak ld.global loads instead of the .nc path.
+# path. The last round's knobs (KB_AB_ACT, run 7: docs/ab_h200_run7.txt; the knob source is
+# docs/ab_h200_run7_knobs.patch against the shipped activation.cu): 64 = unary flat kernel with a 32-bit index
+# and no loop (kept, now the only path), 128 = the same and the gated flat kernel with weak ld.global loads
+# instead of the .nc path (no gain).
 CASES = [
     ("act", "KB_AB_ACT", GATED,
      [(1, 4096, "bf16", None), (16, 4096, "bf16", None), (2048, 4096, "bf16", None), (8192, 14336, "bf16", None)],

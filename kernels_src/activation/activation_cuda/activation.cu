@@ -474,7 +474,7 @@ __global__ void __launch_bounds__(kBlockThreads)
 // < 2^31; act_flat_kernel beyond), the scalar tail by block 0. Against
 // act_flat_kernel (64-bit grid-stride loop; two packs per thread for the
 // GELUs), under CUDA graph replay on the H200, bf16, outputs bitwise
-// identical (scripts/ab_kernels.py, docs/ab_h200_run3.txt): 16 x 4096 gelu
+// identical (scripts/ab_kernels.py, docs/ab_h200_run7.txt): 16 x 4096 gelu
 // 1.96 -> 1.83 us, gelu_tanh 1.96 -> 1.84, silu 1.85 -> 1.83; 2048 x 4096
 // gelu 9.39 -> 9.08, silu 9.04 -> 8.96; 4096 x 8192 and 8192 x 14336
 // within 0.3 % (gelu 113.6 / 113.7 us). Weak ld.global loads instead of
