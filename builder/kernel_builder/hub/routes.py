@@ -9,8 +9,7 @@ anything else in a message is escaped, so no client input can break the response
 from __future__ import annotations
 
 import json
-import sys
-import traceback
+import logging
 import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,8 @@ from werkzeug.wrappers import Request, Response
 from .auth import ANONYMOUS_WRITER, Identity, TokenFile
 from .commit import apply_commit
 from .store import Repo, Store, StoreError, cut, check_path
+
+_LOG = logging.getLogger("kernel_builder.serve")
 
 REPO_TYPES = {"kernels": "kernel", "models": "model"}
 PAGE_SIZE = 1000
@@ -118,8 +119,8 @@ class HubApp:
             resp = error_response(e)
         except ClientDisconnected:
             resp = error_response(StoreError(400, "client disconnected before the request body was complete"))
-        except Exception:  # a bug of ours: logged here, and the client learns nothing about the internals
-            traceback.print_exc(file=sys.stderr)
+        except Exception:  # a bug of ours: in the server's log, and the client learns nothing about the internals
+            _LOG.exception("internal error answering %s %s", req.method, raw_path[:200])
             resp = error_response(StoreError(500, "internal error of the hub (logged on the server)"))
         if req.method == "HEAD":
             resp.direct_passthrough = False
