@@ -260,5 +260,7 @@ def test_serve_command_line(tmp_path):
         HfApi(endpoint=url, token=TOKEN).create_repo("acme/k", repo_type="kernel")
         assert (tmp_path / "root" / "acme" / "k.git" / "HEAD").is_file()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.terminate()  # SIGTERM, as a service manager stops it: graceful, exit 0
+        out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0 and out.splitlines()[-1] == "stopped", (proc.returncode, out, err)
+    assert "Traceback" not in err

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .routes import HubApp
+
+STOP_GRACE_S = 30  # SIGTERM / Ctrl-C: how long requests already running may take to finish
 
 
 @dataclass
@@ -62,10 +65,14 @@ class HubServer:
         d = self._srv.task_dispatcher
         return not self._srv.active_channels and not d.queue and d.active_count == 0
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace: float = 5) -> None:
+        """Stop accepting, let the requests already running finish (up to `grace` seconds), then close: a commit
+        cut off later still changes nothing (the branch moves in one compare-and-swap), but one that finishes
+        is not lost to a routine restart."""
         from waitress import wasyncore
 
-        self._srv.task_dispatcher.shutdown(timeout=5)
+        self._srv.accepting = False
+        self._srv.task_dispatcher.shutdown(timeout=grace)
         self._srv.close()
         wasyncore.close_all(self._srv._map, ignore_all=True)
         self._thread.join(timeout=10)
@@ -97,8 +104,13 @@ def run(args: argparse.Namespace) -> int:
           f"{srv.app.store.audit.path}", flush=True)
     if not args.token_file:
         print("warning: no --token-file: anyone who can reach this port can write", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop: as graceful as Ctrl-C
     try:
-        threading.Event().wait()
+        stop.wait()
     except KeyboardInterrupt:
-        srv.shutdown()
+        pass
+    print(f"stopping: requests in flight get up to {STOP_GRACE_S} s", flush=True)
+    srv.shutdown(grace=STOP_GRACE_S)
+    print("stopped", flush=True)
     return 0
