@@ -18,7 +18,6 @@ from pathlib import Path
 
 os.environ.pop("HF_HUB_DISABLE_TELEMETRY", None)  # breaks every huggingface_hub 2.4 call (CONTRACT §7)
 
-import pytest  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 
 from kernel_builder.hub.serve import Limits, serve  # noqa: E402
