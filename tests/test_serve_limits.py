@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import resource
 import shutil
@@ -106,8 +107,9 @@ def test_oversized_body_is_413_before_it_is_sent(tmp_path):
         srv.shutdown()
 
 
-def test_full_connection_table_of_busy_clients_gives_503(tmp_path):
+def test_full_connection_table_of_busy_clients_gives_503(tmp_path, caplog):
     srv = serve(tmp_path / "root", limits=Limits(connection_limit=8))
+    caplog.set_level(logging.WARNING, logger="kernel_builder.serve")  # what `kernel-builder serve` shows
     busy = []
     try:
         for _ in range(srv.connection_limit):  # each has sent a header and is still sending its body: not idle
@@ -117,6 +119,9 @@ def test_full_connection_table_of_busy_clients_gives_503(tmp_path):
         time.sleep(0.3)
         with socket.create_connection(addr(srv.url), timeout=10) as s:
             assert s.recv(4096).startswith(b"HTTP/1.1 503")
+        # the operator learns it too: one line with the count, not one per refused client
+        assert [r.getMessage() for r in caplog.records if r.name == "kernel_builder.serve"] == \
+            [f"refused 1 connection(s) with 503: all {srv.connection_limit} connections are busy"]
     finally:
         for s in busy:
             s.close()

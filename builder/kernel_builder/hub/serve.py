@@ -40,7 +40,8 @@ class HubServer:
         from .server import HubWSGIServer, fd_bound_connection_limit
 
         self.app = app
-        logging.getLogger("waitress").setLevel(logging.ERROR if quiet else logging.WARNING)
+        for name in ("waitress", "kernel_builder.serve"):  # library use and tests: errors only
+            logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.WARNING)
         limits = limits or Limits()
         self.connection_limit = fd_bound_connection_limit(limits.connection_limit, limits.threads)
         self._srv = HubWSGIServer(

@@ -20,6 +20,7 @@ fails with EMFILE and `git` (which needs pipes) always has descriptors left.
 
 from __future__ import annotations
 
+import logging
 import resource
 import socket
 import time
@@ -28,6 +29,8 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 
 FD_RESERVE = 64  # descriptors kept for git subprocesses, spool files, logs
+REFUSAL_LOG_EVERY_S = 10.0  # a flood of 503s is one log line per interval, with the count, not one per refusal
+_LOG = logging.getLogger("kernel_builder.serve")
 FD_PER_THREAD = 8
 
 _REFUSE_503 = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 2\r\n"
@@ -114,6 +117,7 @@ class HubWSGIServer(TcpWSGIServer):
             except OSError:
                 return
             if conn is not None:
+                self._note_refusal()
                 try:
                     conn.setblocking(False)
                     conn.send(_REFUSE_503)
@@ -122,6 +126,15 @@ class HubWSGIServer(TcpWSGIServer):
                 conn.close()
             return
         super().handle_accept()
+
+    def _note_refusal(self) -> None:
+        """An operator must learn that clients are being turned away, without a log line per refused client."""
+        self._refused = getattr(self, "_refused", 0) + 1
+        now = time.monotonic()
+        if now - getattr(self, "_refusal_logged", float("-inf")) >= REFUSAL_LOG_EVERY_S:
+            _LOG.warning("refused %d connection(s) with 503: all %d connections are busy", self._refused,
+                         self.adj.connection_limit)
+            self._refused, self._refusal_logged = 0, now
 
     def _evict_one(self) -> bool:
         idle = [ch for ch in self.active_channels.values()
