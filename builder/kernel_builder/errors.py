@@ -70,3 +70,9 @@ class HubRepoNotFound(HubError):
 
 class HubNetworkError(HubError):
     exit_code = 7
+
+
+def clip(text: str, n: int = 300) -> str:
+    """Text quoted from outside (a server's answer, a tree's id, a request's path) cut to `n` characters, so the
+    error line that quotes it stays one short line."""
+    return text if len(text) <= n else text[:n - 1] + "…"

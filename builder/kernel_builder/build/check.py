@@ -19,7 +19,7 @@ from .. import backends, variants as V
 from ..project.config import PYTHON_DEPENDS
 from .elf import elf_problem, private_libstdcxx
 from .layout import digest_dir
-from ..errors import ToolTimeout
+from ..errors import ToolTimeout, clip
 from ..tools import probe, run
 
 REQUIRED = {"name": str, "id": str, "version": int, "license": str, "python-depends": list, "backend": dict}
@@ -71,8 +71,7 @@ class _Findings(list):
 
     def __call__(self, rel: str, rule: str, detail: str) -> None:
         """Details quote the tree's own contents (an id, a name): cut, so that a finding stays one line."""
-        detail = detail if len(detail) <= 300 else detail[:299] + "…"
-        self.append(f"{self.vdir.name}/{rel}: {rule}: {detail}")
+        self.append(f"{self.vdir.name}/{rel}: {rule}: {clip(detail)}")
 
 
 def check_variant(vdir: Path, import_check: bool, abi_check: bool, allow_twin: bool = False) -> list[str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import EnvironmentProblem
+from ..errors import EnvironmentProblem, clip
 from ..tools import run
 from .audit import AuditLog
 from .objects import BlobSpool, NoSpace, loose_blob_chunks
@@ -67,8 +67,8 @@ def _git_name(part: str) -> bool:
 
 
 def cut(value: object, n: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= n else text[:n] + "..."
+    """A request's value as an error quotes it: its repr, clipped."""
+    return clip(repr(value), n)
 
 
 @dataclass

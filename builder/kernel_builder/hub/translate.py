@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..errors import HubAuthError, HubError, HubNetworkError, HubRepoNotFound
-
-
-def _cut(text: str, n: int = 300) -> str:
-    return text if len(text) <= n else text[:n] + "..."
+from ..errors import HubAuthError, HubError, HubNetworkError, HubRepoNotFound, clip
 
 
 def _first_line(e: Exception) -> str:
@@ -30,7 +26,7 @@ def translate(endpoint: str, repo_id: str, action: str):
     from huggingface_hub.errors import (HfHubHTTPError, HfUriError, HFValidationError, LocalEntryNotFoundError,
                                         OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 
-    where = f"{endpoint} {_cut(repo_id, 200)}"
+    where = f"{endpoint} {clip(repo_id, 200)}"
     try:
         yield
     except RepositoryNotFoundError as e:
@@ -52,6 +48,6 @@ def translate(endpoint: str, repo_id: str, action: str):
         raise HubNetworkError(f"{where}: {action}: cannot reach the hub: {_first_line(e) or type(e).__name__}") from None
     except LocalEntryNotFoundError as e:  # a download that could not reach the hub and found no cached copy
         raise HubNetworkError(f"{where}: {action}: cannot reach the hub (and nothing cached): "
-                              f"{_cut(_first_line(e).removeprefix('Got: '))}") from None
+                              f"{clip(_first_line(e).removeprefix('Got: '))}") from None
     except (HfUriError, HFValidationError) as e:  # the client refused a URL or id: still the hub verb failing
-        raise HubError(f"{where}: {action}: {_cut(_first_line(e))}") from None
+        raise HubError(f"{where}: {action}: {clip(_first_line(e))}") from None
