@@ -39,18 +39,33 @@ GATED = ("silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul")
 # and no loop (kept, now the only path), 128 = the same and the gated flat kernel with weak ld.global loads
 # instead of the .nc path (no gain).
 CASES = [
-    ("act", "KB_AB_ACT", GATED,
-     [(1, 4096, "bf16", None), (16, 4096, "bf16", None), (2048, 4096, "bf16", None), (8192, 14336, "bf16", None)],
-     (0, 128)),
-    ("act", "KB_AB_ACT", ("silu", "gelu_quick", "gelu", "gelu_tanh"),
-     [(16, 4096, "bf16", None), (2048, 4096, "bf16", None), (4096, 8192, "bf16", None),
-      (8192, 14336, "bf16", None)],
-     (0, 64, 128)),
+    # Run 9 (docs/ab_h200_run9.txt, knob source docs/ab_h200_run9_knobs.patch): KB_AB_RMS 1 / 2 = one wave of
+    # rows with 1 / 2 packs per thread instead of 4 (1 kept: launch_one_wave), 4 = one-barrier block sum, 8 =
+    # short rows in one pass, 16 = short rows one pack per lane, 32 = many rows 2 packs per thread, 64 = the
+    # persistent zone in one pass; KB_AB_QK 1 = qk_norm_rotary loads weight/cos/sin before the reduction (kept).
+    # Run 10 (docs/ab_h200_run10.txt, knob source docs/ab_h200_run10_knobs.patch): KB_AB_ACT 5 / 10 = unary and
+    # gated flat kernels with 8- / 4-byte packs; KB_AB_RMS 1 = short rows with kCache fitted to the packs per
+    # lane, 2 = short rows in one pass, 4 / 8 = short rows in 64- / 32-thread blocks, 16 / 32 = many rows on the
+    # streaming kernel at 512 / 256 threads, 64 = one wave, fused: residual_out stored after the reduction.
+    ("act", "KB_AB_ACT", ("silu", "gelu_quick", "gelu", "silu_and_mul", "gelu_and_mul"),
+     [(1, 4096, "bf16", None), (16, 4096, "bf16", None), (2048, 4096, "bf16", None), (4096, 8192, "bf16", None)],
+     (0, 5, 10)),
+    ("rms", "KB_AB_RMS", ("rms_norm", "fused_add_rms_norm"),
+     [(262144, 128, "bf16", None), (131072, 128, "bf16", None), (16384, 1024, "bf16", None)],
+     (0, 1, 3, 7, 11)),
+    ("rms", "KB_AB_RMS", ("rms_norm", "fused_add_rms_norm"),
+     [(4096, 8192, "bf16", None), (2048, 4096, "bf16", None), (32768, 4096, "bf16", None)],
+     (0, 16, 32)),
+    ("rms", "KB_AB_RMS", ("fused_add_rms_norm",),
+     [(1, 4096, "bf16", None), (16, 4096, "bf16", None), (16, 8192, "bf16", None)],
+     (0, 64)),
 ]
 
 # Points also timed under torch.compile (the misses of the first GPU-time bench; compiling every point would
 # take minutes of device time).
 COMPILE_AT = {(op, t, 4096, "bf16") for op in GATED + ("silu", "gelu_quick", "gelu", "gelu_tanh") for t in (16, 2048)}
+COMPILE_AT |= {(op, t, h, "bf16") for op in ("rms_norm", "fused_add_rms_norm")
+               for t, h in ((16, 4096), (262144, 128), (16384, 1024), (4096, 8192), (2048, 4096))}
 
 
 def _raw(outs) -> list[torch.Tensor]:
@@ -192,8 +207,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build-dir", required=True, help="directory with activation/, rmsnorm/, rotary/ builds")
     p.add_argument("--json", type=Path, required=True)
-    p.add_argument("--only", default="act", help="comma list of groups: act, qk (qk_norm_rotary, KB_AB_QK: none "
-                                                 "now)")
+    p.add_argument("--only", default="act", help="comma list of groups: act, rms, qk (qk_norm_rotary, KB_AB_QK: "
+                                                 "none now)")
     p.add_argument("--ops", default=None, help="comma list of op names (default: all of the groups)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-compile", dest="compile", action="store_false")
@@ -227,7 +242,7 @@ def main(argv=None) -> int:
                 args.json.write_text(json.dumps(results, indent=1))
     if "qk" in groups and "rotary" in loaded:
         for b, sq in ((8, 2048), (1, 16), (4, 512)):
-            r = run_qk(loaded["rotary"], (0, 1, 3), b, sq, args.rounds, 4 * l2)
+            r = run_qk(loaded["rotary"], (0, 1), b, sq, args.rounds, 4 * l2)
             r["env"] = "KB_AB_QK"
             results.append(r)
             print(fmt(r), flush=True)

@@ -3,10 +3,11 @@
 // Rows up to 4 packs per thread at 512 threads (16384 bf16 / 8192 fp32
 // elements) are read once into registers by rms_norm_cached_kernel: with
 // many rows, one block per row and nothing prefetched (fewer registers, more
-// rows resident per SM); with few rows per resident block, or short rows
-// (which share a block, a group of lanes each, reduced with shuffles), a
-// persistent, software-pipelined grid whose next row's loads are in flight
-// while the current row is reduced and written. The sum of squares is
+// rows resident per SM); with one wave of rows, a block per row with a
+// thread per pack; short rows share a block, a group of lanes each, reduced
+// with shuffles; with few rows per resident block (and unfused 1024-element
+// rows), a persistent, software-pipelined grid whose next row's loads are in
+// flight while the current row is reduced and written. The sum of squares is
 // accumulated in float32 (when fused, residual_out is written on the way). Longer rows
 // (and odd sizes) take a streaming kernel that re-reads the row from L1 in
 // its second pass (long rows get 1024-thread blocks so that the re-read
@@ -605,7 +606,8 @@ int sm_count() {
 // sets of kCache packs, as 32-bit words).
 constexpr int kCache = 4;
 constexpr int kCachedMaxThreads = 512;  // __launch_bounds__ of the cached kernel
-constexpr int kWarpBlockThreads = 256;  // threads of a block of short rows
+constexpr int kWarpBlockThreads = 256;  // short rows, persistent grid
+constexpr int kShortRowThreads = 64;    // short rows, one pass
 // Rows per resident block from which one-pass blocks beat the persistent
 // grid (measured on the H200: 7.8 and more won, 1.7 lost).
 constexpr int64_t kOnePassMinWaves = 3;
@@ -637,6 +639,91 @@ int blocks_per_sm(int threads) {
   return blocks;
 }
 
+// One wave of rows (rows <= SMs): a block per row, one pass, the weight
+// loaded with the row, and as many threads as packs up to 512 (then 2 or 4
+// packs per thread): each thread's serial chain (conversions, squares,
+// normalizing) is its packs' length, and nothing else overlaps it. Against 4
+// packs per thread (the many-rows geometry), under CUDA graph replay on the
+// H200 (scripts/ab_kernels.py, docs/ab_h200_run9.txt, outputs bitwise
+// identical): bf16 1 x 4096 1.94 -> 1.81 us, 16 x 4096 2.53 -> 2.40, fp16
+// 2.56 -> 2.43, 16 x 8192 2.75 -> 2.70; fused 1 x 4096 2.29 -> 2.09, 16 x
+// 4096 2.71 -> 2.54. A one-barrier block sum lost with it (2.66 us at 16 x
+// 4096: every thread then reads 16 partial sums).
+template <typename T, int N, bool kFused>
+void launch_one_wave(const RmsNormArgs& a, T* out, T* res_out, const T* in,
+                     const T* res, const T* weight, cudaStream_t stream) {
+  const int64_t npacks = a.cols / N;
+  const dim3 grid(static_cast<unsigned>(a.rows));
+  const auto threads = [&](int64_t per_thread) {
+    return static_cast<unsigned>((npacks + per_thread - 1) / per_thread + 31) / 32 * 32;
+  };
+  if (npacks <= kCachedMaxThreads) {
+    rms_norm_cached_kernel<T, N, kFused, 1, false, false, true>
+        <<<grid, threads(1), 0, stream>>>(out, res_out, in, res, weight, a);
+  } else if (npacks <= 2 * kCachedMaxThreads) {
+    rms_norm_cached_kernel<T, N, kFused, 2, false, false, true>
+        <<<grid, threads(2), 0, stream>>>(out, res_out, in, res, weight, a);
+  } else {
+    rms_norm_cached_kernel<T, N, kFused, kCache, false, false, true>
+        <<<grid, threads(kCache), 0, stream>>>(out, res_out, in, res, weight, a);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Short rows (<= 32 * kCache packs: 1024 bf16 elements): a power-of-two
+// group of lanes per row, at most 2 packs per lane up to 64 packs (q_norm's
+// 128-wide bf16 rows take 8 lanes). One pass in 64-thread blocks (8 rows of
+// 128), the registers fitted to the packs a lane holds: under CUDA graph
+// replay on the H200, bf16 (docs/ab_h200_run10.txt, outputs bitwise
+// identical), against the persistent prefetching grid of 256-thread blocks
+// with 4-pack registers: 262144 x 128 36.2 -> 34.1 us, 131072 x 128 18.6 ->
+// 18.5, fused 262144 x 128 68.9 -> 66.4, fused 16384 x 1024 36.6 -> 35.0
+// (127 registers when prefetching). Unfused rows of 4 packs a lane (1024
+// elements) keep the persistent grid: 18.24 us against 18.52 one pass (32-
+// thread blocks 18.44).
+template <typename T, int N, bool kFused, int kC, bool kPersistent>
+void launch_lane_groups(const RmsNormArgs& a, T* out, T* res_out, const T* in,
+                        const T* res, const T* weight, dim3 block, int sms,
+                        cudaStream_t stream) {
+  auto kernel = rms_norm_cached_kernel<T, N, kFused, kC, true, kPersistent>;
+  int64_t grid = (a.rows + block.y - 1) / block.y;
+  if constexpr (kPersistent) {
+    grid = std::min<int64_t>(
+        grid, static_cast<int64_t>(sms) *
+                  blocks_per_sm<T, N, kFused, true, true>(static_cast<int>(block.x * block.y)));
+  }
+  grid = std::min<int64_t>(grid, 0x7fffffff);  // the kernel strides past it
+  kernel<<<static_cast<unsigned>(grid), block, 0, stream>>>(out, res_out, in, res, weight, a);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename T, int N, bool kFused>
+void launch_short_rows(const RmsNormArgs& a, T* out, T* res_out, const T* in,
+                       const T* res, const T* weight, int sms, cudaStream_t stream) {
+  const int64_t npacks = a.cols / N;
+  int64_t tx = 1;
+  while (tx < 32 && tx * 2 < npacks) {
+    tx *= 2;
+  }
+  const int64_t per_lane = (npacks + tx - 1) / tx;
+  if (!kFused && per_lane > 2) {
+    const dim3 block(static_cast<unsigned>(tx), static_cast<unsigned>(kWarpBlockThreads / tx));
+    launch_lane_groups<T, N, kFused, kCache, true>(a, out, res_out, in, res, weight, block, sms,
+                                                   stream);
+    return;
+  }
+  const dim3 block(static_cast<unsigned>(tx),
+                   static_cast<unsigned>(std::max<int64_t>(1, kShortRowThreads / tx)));
+  if (per_lane <= 1) {
+    launch_lane_groups<T, N, kFused, 1, false>(a, out, res_out, in, res, weight, block, sms, stream);
+  } else if (per_lane <= 2) {
+    launch_lane_groups<T, N, kFused, 2, false>(a, out, res_out, in, res, weight, block, sms, stream);
+  } else {
+    launch_lane_groups<T, N, kFused, kCache, false>(a, out, res_out, in, res, weight, block, sms,
+                                                    stream);
+  }
+}
+
 template <typename T, int N, bool kFused>
 void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
               const T* res, const T* weight, cudaStream_t stream) {
@@ -646,23 +733,7 @@ void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
   if constexpr (N > 1) {
     if (npacks <= static_cast<int64_t>(kCache) * kCachedMaxThreads) {
       if (npacks <= 32 * kCache) {
-        // Short rows (<= 1024 bf16 elements): a power-of-two group of lanes
-        // per row, at most 2 packs per lane up to 64 packs (so q_norm's
-        // 128-wide rows take 8 lanes, 32 rows a block).
-        int64_t tx = 1;
-        while (tx < 32 && tx * 2 < npacks) {
-          tx *= 2;
-        }
-        const int64_t ty = kWarpBlockThreads / tx;
-        auto kernel = rms_norm_cached_kernel<T, N, kFused, kCache, true, true>;
-        const int64_t fit =
-            static_cast<int64_t>(sms) *
-            blocks_per_sm<T, N, kFused, true, true>(kWarpBlockThreads);
-        const dim3 grid(static_cast<unsigned>(
-            std::min<int64_t>((a.rows + ty - 1) / ty, fit)));
-        const dim3 block(static_cast<unsigned>(tx), static_cast<unsigned>(ty));
-        kernel<<<grid, block, 0, stream>>>(out, res_out, in, res, weight, a);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch_short_rows<T, N, kFused>(a, out, res_out, in, res, weight, sms, stream);
         return;
       }
       // A block per row, kCache packs per thread (the fewest threads that
@@ -676,10 +747,7 @@ void launch_n(const RmsNormArgs& a, T* out, T* res_out, const T* in,
       const unsigned one_pass_grid =
           static_cast<unsigned>(std::min<int64_t>(a.rows, 0x7fffffff));
       if (a.rows <= sms) {
-        rms_norm_cached_kernel<T, N, kFused, kCache, false, false, true>
-            <<<one_pass_grid, static_cast<unsigned>(threads), 0, stream>>>(
-                out, res_out, in, res, weight, a);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch_one_wave<T, N, kFused>(a, out, res_out, in, res, weight, stream);
         return;
       }
       // 16-bit rows for which the cached kernel keeps at most 2 rows per SM

@@ -506,6 +506,12 @@ __device__ __forceinline__ void load_squares(const T* x, int64_t off,
   }
 }
 
+template <typename T, int N>
+__device__ __forceinline__ void norm_rotate_store_loaded(
+    const float (&a1)[N], const float (&a2)[N], float inv_rms, const Vec<T, N>& w1,
+    const Vec<T, N>& w2, const Vec<T, N>& c1, const Vec<T, N>& c2, const Vec<T, N>& s1,
+    const Vec<T, N>& s2, T* o, int64_t off, int64_t half);
+
 // Normalizes one pack pair of a head row (a1 at off, a2 at off + half, in
 // float32) with the row's inv_rms and the weight packs of w, rotates it with
 // the cos/sin packs of the token's rows and stores both halves at o; one
@@ -518,6 +524,15 @@ __device__ __forceinline__ void norm_rotate_store(
   load_halves(w1, w2, w, off, half);
   load_halves(c1, c2, crow, off, half);
   load_halves(s1, s2, srow, off, half);
+  norm_rotate_store_loaded<T, N>(a1, a2, inv_rms, w1, w2, c1, c2, s1, s2, o, off, half);
+}
+
+// norm_rotate_store with the weight, cos and sin packs already loaded.
+template <typename T, int N>
+__device__ __forceinline__ void norm_rotate_store_loaded(
+    const float (&a1)[N], const float (&a2)[N], float inv_rms, const Vec<T, N>& w1,
+    const Vec<T, N>& w2, const Vec<T, N>& c1, const Vec<T, N>& c2, const Vec<T, N>& s1,
+    const Vec<T, N>& s2, T* o, int64_t off, int64_t half) {
   float fw1[N], fw2[N], fc1[N], fc2[N], fs1[N], fs2[N], o1[N], o2[N];
   w1.to_float(fw1);
   w2.to_float(fw2);
@@ -550,6 +565,11 @@ __device__ __forceinline__ void norm_rotate_store(
 // CUDA graph replay on the H200, bf16, outputs bitwise identical
 // (scripts/ab_kernels.py): 8 x 2048 tokens 67.6 -> 61.5 us, 1 x 16 2.80 ->
 // 2.61, 4 x 512 10.5 -> 10.1 (fast divisions alone: 66.9 / 2.68 / 10.3).
+// The weight, cos and sin packs are loaded with the row, before the group's
+// reduction, not after it (behind the early return, the compiler kept them
+// after the shuffles: a dependent L2 round trip per row): 8 x 2048 62.2 ->
+// 55.2 us, 1 x 16 2.67 -> 2.35, 4 x 512 10.3 -> 9.05, bitwise identical
+// (docs/ab_h200_run9.txt).
 template <typename T, int N>
 __global__ void __launch_bounds__(256)
     qk_norm_rotary_kernel(T* q_out, T* k_out, const T* q, const T* k,
@@ -570,20 +590,22 @@ __global__ void __launch_bounds__(256)
   const TokenPos tp = {b, t - b * fseq.d};
   float a1[N], a2[N];
   float ss = 0.0f;
+  Vec<T, N> w1, w2, c1, c2, s1, s2;
   if (active) {
     load_squares<T, N>(head_row(q, k, a.q_stride, a.k_stride, a.q_heads, tp, h),
                        off, half, a1, a2, ss);
+    load_halves(w1, w2, h < a.q_heads ? qw : kw, off, half);
+    load_halves(c1, c2, token_row(cos, a.cos_stride, tp), off, half);
+    load_halves(s1, s2, token_row(sin, a.sin_stride, tp), off, half);
   }
   ss = group_sum(ss, 1 << log2g);
   if (!active) {
     return;
   }
   const float inv_rms = rsqrtf(ss / static_cast<float>(a.head_dim) + eps);
-  norm_rotate_store<T, N>(
-      a1, a2, inv_rms, h < a.q_heads ? qw : kw,
-      token_row(cos, a.cos_stride, tp), token_row(sin, a.sin_stride, tp),
-      head_row(q_out, k_out, a.q_out_stride, a.k_out_stride, a.q_heads, tp, h),
-      off, half);
+  norm_rotate_store_loaded<T, N>(
+      a1, a2, inv_rms, w1, w2, c1, c2, s1, s2,
+      head_row(q_out, k_out, a.q_out_stride, a.k_out_stride, a.q_heads, tp, h), off, half);
 }
 
 // Rows of more than 32 packs (head_dim above 512 in bf16, or scalar packs
