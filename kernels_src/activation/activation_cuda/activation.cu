@@ -115,6 +115,27 @@ struct Vec<T, N, true> {
       *reinterpret_cast<Words*>(ptr) = p;
     }
   }
+  // 16-byte load/store under a predicate, without a branch (as Triton's
+  // masked accesses): the pointer's constant-bank load and the address
+  // arithmetic no longer wait behind the bounds check, and the math runs on
+  // zeros in the masked-off lanes.
+  __device__ __forceinline__ void load_if(const T* ptr, bool pred) {
+    static_assert(kW == 4, "load_if: 16-byte packs only");
+    p.w[0] = p.w[1] = p.w[2] = p.w[3] = 0u;
+    asm volatile(
+        "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %5, 0;\n\t"
+        "@p ld.global.nc.v4.b32 {%0, %1, %2, %3}, [%4];\n\t}"
+        : "+r"(p.w[0]), "+r"(p.w[1]), "+r"(p.w[2]), "+r"(p.w[3])
+        : "l"(ptr), "r"(static_cast<int>(pred)));
+  }
+  __device__ __forceinline__ void store_if(T* ptr, bool pred) const {
+    static_assert(kW == 4, "store_if: 16-byte packs only");
+    asm volatile(
+        "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %5, 0;\n\t"
+        "@p st.global.v4.b32 [%0], {%1, %2, %3, %4};\n\t}" ::"l"(ptr),
+        "r"(p.w[0]), "r"(p.w[1]), "r"(p.w[2]), "r"(p.w[3]), "r"(static_cast<int>(pred))
+        : "memory");
+  }
   // Element pair k (elements 2k, 2k+1; float: element k alone in .x).
   __device__ __forceinline__ float2 get2(int k) const {
     const uint32_t u = p.w[k];
@@ -418,6 +439,15 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocks)
   }
 }
 
+// Threads per block of the flat kernels (unary contiguous, gated): 128
+// measured 0-2 % faster than 256 for the unary ops (bf16 8192 x 14336: gelu
+// 114.8 -> 113.8 us, gelu_tanh 115.1 -> 112.7, gelu_fast 115.0 -> 112.6),
+// never slower; two packs per thread for silu / gelu_quick lost 1-8 %.
+// A compile-time constant in the kernels (not blockDim.x, which is a read of
+// constant bank line c[0x0][0x0], a second line besides the parameters', on
+// the path to the first load).
+constexpr int kFlatThreads = 128;
+
 // Division by a run-time divisor d < 2^31 of a numerator n < 2^31 as a
 // multiply-high, an add and a shift (Granlund-Montgomery: l = ceil(log2 d),
 // m = floor(2^32 (2^l - d) / d) + 1; (umulhi(n, m) + n) cannot overflow as
@@ -451,25 +481,25 @@ inline FastDiv make_fastdiv(uint32_t d) {
 // 13.66-13.72 us, 4096 x 8192 48.4 -> 47.9 us, 8192 x 14336 162.2 -> 161.7
 // us (fp32 323.1 -> 320.9); 64- or 256-thread blocks were within 0.1 us of
 // 128 at the large shapes and up to 0.08 us slower at the small ones.
+// Element offsets: row * stride + (g - row * ppr) * N = g * N + row * (stride - d),
+// so the host passes in_skip = in_stride - d and out_skip = out_stride - d
+// (0 for a contiguous output: its address does not wait for the division).
 template <typename T, Activation A, int N>
-__global__ void __launch_bounds__(kBlockThreads)
+__global__ void __launch_bounds__(kFlatThreads)
     act_gated_flat_kernel(T* __restrict__ out, const T* __restrict__ in,
                           uint32_t total, FastDiv ppr, int64_t d,
-                          int64_t in_stride, int64_t out_stride) {
-  const uint32_t g = blockIdx.x * blockDim.x + threadIdx.x;
-  if (g >= total) {
-    return;
-  }
-  const uint32_t row = ppr.div(g);
-  const uint32_t pk = g - row * ppr.d;
-  const int64_t col = static_cast<int64_t>(pk) * N;
-  const T* x = in + static_cast<int64_t>(row) * in_stride + col;
+                          int64_t in_skip, int64_t out_skip) {
+  const uint32_t g = blockIdx.x * kFlatThreads + threadIdx.x;
+  const bool ok = g < total;
+  const int64_t row = ppr.div(g);
+  const int64_t e = static_cast<int64_t>(g) * N;
+  const T* x = in + (e + row * in_skip);
   Vec<T, N> a, b;
-  a.load(x);
-  b.load(x + d);
+  a.load_if(x, ok);
+  b.load_if(x + d, ok);
   Vec<T, N> r;
   map_vec(r, a, b, [](float v, float gate) { return activate<A, T>(v) * gate; });
-  r.store(out + static_cast<int64_t>(row) * out_stride + col);
+  r.store_if(out + (e + row * out_skip), ok);
 }
 
 // Contiguous unary op, one pack per thread, 32-bit index and no loop (packs
@@ -480,19 +510,26 @@ __global__ void __launch_bounds__(kBlockThreads)
 // 1.96 -> 1.83 us, gelu_tanh 1.96 -> 1.84, silu 1.85 -> 1.83; 2048 x 4096
 // gelu 9.39 -> 9.08, silu 9.04 -> 8.96; 4096 x 8192 and 8192 x 14336
 // within 0.3 % (gelu 113.6 / 113.7 us). Weak ld.global loads instead of
-// the .nc path changed nothing (also not for the gated kernel).
+// the .nc path changed nothing (also not for the gated kernel). The bounds
+// check is a predicate on the load and the store, not a branch, and the
+// index uses the block size as a constant (SASS: the pointer's load and the
+// address no longer wait behind the check), in this kernel and the gated
+// one: under CUDA graph replay on the H200, bf16, bitwise identical
+// (docs/ab_h200_run13.txt), 16 x 4096 silu / gelu / gelu_quick 1.80 ->
+// 1.74 us, silu_and_mul 1.86 -> 1.82, gelu_and_mul 1.85 -> 1.83, 1 x 4096
+// 1.17 -> 1.13 (gated 1.23 -> 1.18), 2048 x 4096 ~1 % faster, 8192 x 14336
+// within 0.3 %.
 template <typename T, Activation A, int N>
-__global__ void __launch_bounds__(kBlockThreads)
+__global__ void __launch_bounds__(kFlatThreads)
     act_flat32_kernel(T* __restrict__ out, const T* __restrict__ in,
                       uint32_t npacks, int64_t n) {
-  const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < npacks) {
-    Vec<T, N> a;
-    a.load(in + static_cast<int64_t>(i) * N);
-    Vec<T, N> r;
-    map_vec(r, a, a, [](float v, float) { return activate<A, T>(v); });
-    r.store(out + static_cast<int64_t>(i) * N);
-  }
+  const uint32_t i = blockIdx.x * kFlatThreads + threadIdx.x;
+  const bool ok = i < npacks;
+  Vec<T, N> a;
+  a.load_if(in + static_cast<int64_t>(i) * N, ok);
+  Vec<T, N> r;
+  map_vec(r, a, a, [](float v, float) { return activate<A, T>(v); });
+  r.store_if(out + static_cast<int64_t>(i) * N, ok);
   if (blockIdx.x == 0) {
     for (int64_t j = static_cast<int64_t>(npacks) * N + threadIdx.x; j < n; j += blockDim.x) {
       out[j] = to_storage<T>(activate<A, T>(static_cast<float>(in[j])));
@@ -500,11 +537,6 @@ __global__ void __launch_bounds__(kBlockThreads)
   }
 }
 
-// Threads per block of the flat kernels (unary contiguous, gated): 128
-// measured 0-2 % faster than 256 for the unary ops (bf16 8192 x 14336: gelu
-// 114.8 -> 113.8 us, gelu_tanh 115.1 -> 112.7, gelu_fast 115.0 -> 112.6),
-// never slower; two packs per thread for silu / gelu_quick lost 1-8 %.
-constexpr int kFlatThreads = 128;
 
 inline bool aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
@@ -583,7 +615,7 @@ void launch_rows(T* out, const T* in, int64_t rows, int64_t d,
       const auto blocks = static_cast<unsigned>((total + kFlatThreads - 1) / kFlatThreads);
       act_gated_flat_kernel<T, A, kMax><<<std::max(1u, blocks), kFlatThreads, 0, stream>>>(
           out, in, static_cast<uint32_t>(total), make_fastdiv(static_cast<uint32_t>(ppr)), d,
-          in_stride, out_stride);
+          in_stride - d, out_stride - d);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
     }
