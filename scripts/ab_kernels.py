@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_kernels as bk  # noqa: E402
 
 GATED = ("silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul")
-# (group, env var, ops, shapes [(tokens, hidden, dtype, rotary gqa or None)], variants). The variants of the first
-# run (docs/ab_h200_run1.txt: gated one pack per thread, flat block sizes, shared-memory rms_norm rows, rotary
-# multiply-high indexing) were the knobs of commit 1917166's kernels; those that won are now the kernels' only
-# path. The last round's knobs (KB_AB_ACT, run 7: docs/ab_h200_run7.txt; the knob source is
-# docs/ab_h200_run7_knobs.patch against the shipped activation.cu): 64 = unary flat kernel with a 32-bit index
-# and no loop (kept, now the only path), 128 = the same and the gated flat kernel with weak ld.global loads
-# instead of the .nc path (no gain).
+# (group, env var, ops, shapes [(tokens, hidden, dtype, rotary gqa or None)], variants): the cases of the last
+# A/B run. Knobs exist only in knob builds (a copy of kernels_src with a docs/ab_h200_run*_knobs.patch applied);
+# the variants that won are the shipped kernels' only path, so a knob build's variant 0 is what ships. Earlier
+# runs: run 1 (docs/ab_h200_run1.txt, knobs of commit 1917166: gated one pack per thread, flat block sizes,
+# shared-memory rms_norm rows, rotary multiply-high indexing); run 7 (KB_AB_ACT 64 = unary flat kernel with a
+# 32-bit index and no loop, kept; 128 = weak ld.global loads, no gain); runs 9 and 10 below (their CASES are in
+# commit 0c543e5's version of this file).
 CASES = [
     # Run 9 (docs/ab_h200_run9.txt, knob source docs/ab_h200_run9_knobs.patch): KB_AB_RMS 1 / 2 = one wave of
     # rows with 1 / 2 packs per thread instead of 4 (1 kept: launch_one_wave), 4 = one-barrier block sum, 8 =
