@@ -61,7 +61,8 @@ SHAPES = [(1, 1), (3, 6), (3, 7), (5, 36), (2, 5, 33), (4, 1000), (64, 40), (2, 
 # Long rows (several packs per thread, the CUDA kernels' multi-step and
 # uncached paths) and many rows (the narrow-block launch).
 ACT_SHAPES = SHAPES + [(2, 20000), (300, 64)]
-NORM_SHAPES = SHAPES + [(3, 8192), (2, 40000), (2, 10001), (300, 2048)]
+# (5, 8): one 16-byte pack a row, one lane a row (short rows); (3, 16384): one wave of rows at 4 packs a thread.
+NORM_SHAPES = SHAPES + [(5, 8), (3, 8192), (3, 16384), (2, 40000), (2, 10001), (300, 2048)]
 # More rows than the CUDA kernel's persistent grid holds at once (its row loop and the prefetch of the next
 # row run), with rows not a multiple of a block's rows: q_norm-like 128-wide rows (lane groups), 1024 and
 # 4096 wide (one block a row), 14336 (512 threads a row).
