@@ -114,6 +114,7 @@ class Plan:
     generated: dict[str, str]  # path in workdir/gen -> text
     archs: list[str] | None
     deps: tuple[deps.Dependency, ...] = ()  # header trees staging fetches before compiling
+    inputs: dict[str, str] | None = None  # the project's input files when planned: path -> sha256 (input_digests)
 
 
 OWN_SUFFIXES = (".py", ".toml", ".h", ".hpp", ".c", ".cc", ".cpp")  # modules, data, the twin's C++ runtime
@@ -129,6 +130,23 @@ def own_files() -> dict[str, Path]:
     own.update({f"templates/{p.relative_to(tdir).as_posix()}": p for p in sorted(tdir.rglob("*"))
                 if p.is_file() and p.name != "Dockerfile" and p.parent.name != "ci"})
     return own
+
+
+def input_digests(project: Project) -> dict[str, str]:
+    """Each input file of the project (relative path) and the sha256 of its bytes. Taken when a variant is
+    planned and again before its library is stamped and its directory installed: a source edited during a
+    build then fails that build, instead of leaving a library compiled from other bytes than its fingerprint
+    names (which a later build of the planned bytes would reuse)."""
+    return {p.relative_to(project.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in project.all_inputs()}
+
+
+def changed_inputs(plan: Plan) -> list[str]:
+    """Input files whose bytes differ from the plan's (edited, added or removed since), sorted."""
+    if plan.inputs is None:
+        return []
+    now = input_digests(plan.project)
+    return sorted(k for k in plan.inputs.keys() | now.keys() if plan.inputs.get(k) != now.get(k))
 
 
 def hash_inputs(project: Project, extra: list[str]) -> str:
@@ -154,10 +172,11 @@ def make_plan(project: Project, sel: Selection, host: Host | None, options: Buil
     backend = backend_for(sel.family, options) if project.torch is not None else None
     workdir = cache.variant_path(project.root, project.general.name,
                                  sel.variant.name + (backend.work_tag if backend else ""))
+    inputs = input_digests(project)
     if project.torch is None:
         fp = hash_inputs(project, [__version__, sel.variant.name])
         return Plan(project, sel.family, None, sel.variant, (), fp, f"_{project.general.module}_{sel.family}_{fp[:10]}",
-                    workdir, [], {}, None)
+                    workdir, [], {}, None, inputs=inputs)
     all_deps = tuple(dict.fromkeys(d for k in sel.kernels for d in sel.deps.get(k.name, []) if d.include))
     fp = hash_inputs(project, [__version__, sel.variant.name, host.torch_version, backend.toolchain(host),
                                json.dumps(options.fingerprint(), sort_keys=True), ",".join(k.name for k in sel.kernels),
@@ -165,7 +184,7 @@ def make_plan(project: Project, sel: Selection, host: Host | None, options: Buil
     kernel_id = f"_{project.general.module}_{sel.variant.backend_type}_{fp[:10]}"  # the loader's family: cpu for a twin
     groups, generated = _compile_groups(project, sel, host, options, backend, kernel_id, workdir / "gen")
     return Plan(project, sel.family, backend, sel.variant, sel.kernels, fp, kernel_id, workdir, groups,
-                generated, backend.archs(project, host, options), all_deps)
+                generated, backend.archs(project, host, options), all_deps, inputs)
 
 
 def _compile_groups(project: Project, sel: Selection, host: Host, options: BuildOptions, backend, kernel_id: str,

@@ -21,7 +21,7 @@ from .. import settings
 from . import cache, deps, layout
 from .elf import private_libstdcxx
 from ..errors import CompileError
-from .plan import Plan
+from .plan import Plan, changed_inputs
 from .render import render
 from ..tools import first_error, run_logged
 
@@ -70,8 +70,22 @@ def clear_stage(plan: Plan) -> Path:
     return stage
 
 
+def refuse_changed_inputs(plan: Plan, so: Path | None = None) -> None:
+    """A build whose sources were edited after it was planned fails (the library, if given, is removed): its
+    output would not be what its fingerprint and metadata say."""
+    changed = changed_inputs(plan)
+    if changed:
+        if so is not None:
+            so.unlink(missing_ok=True)
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise CompileError(f"{plan.variant}: {plan.project.root / changed[0]}{more} changed during the build; "
+                           "nothing was installed: build again")
+
+
 def finish(plan: Plan, so: Path, linker: str) -> Path:
-    """Refuse a library with a private libstdc++, then stamp the fingerprint it was built from."""
+    """Refuse a library with a private libstdc++ or compiled while its sources changed, then stamp the
+    fingerprint it was built from."""
+    refuse_changed_inputs(plan, so)
     if private_libstdcxx(so):
         so.unlink()
         raise CompileError(f"{plan.variant}: the linker ({linker}) put a private copy of libstdc++ into the "
@@ -144,6 +158,7 @@ def build_variant(plan: Plan, host, out_dir: Path, verbose: bool = False) -> Bui
                 so = plan.backend.build_extension(plan, host, verbose)
         t1 = time.monotonic()
         files = variant_files(plan, so)
+        refuse_changed_inputs(plan)  # the package's Python files are read just now
         changed = layout.install(out_dir, plan.variant.name, files)
     return BuildReport(plan.variant.name, plan.kernel_id, t1 - t0, time.monotonic() - t1, changed,
                        sum(len(b) for b in files.values()))
