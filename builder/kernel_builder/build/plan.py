@@ -149,14 +149,16 @@ def changed_inputs(plan: Plan) -> list[str]:
     return sorted(k for k in plan.inputs.keys() | now.keys() if plan.inputs.get(k) != now.get(k))
 
 
-def hash_inputs(project: Project, extra: list[str]) -> str:
+def hash_inputs(project: Project, extra: list[str], inputs: dict[str, str] | None = None) -> str:
+    """The fingerprint: `extra`, kernel-builder's own files and the project's inputs (`inputs`: their
+    input_digests when the caller has them already, so the project's files are read once)."""
     h = hashlib.sha256()
     for item in extra:
         h.update(item.encode() + b"\0")
     for name, p in own_files().items():
         h.update(name.encode() + b"\0" + p.read_bytes() + b"\0")
-    for p in project.all_inputs():
-        h.update(p.relative_to(project.root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    for name, digest in (input_digests(project) if inputs is None else inputs).items():
+        h.update(name.encode() + b"\0" + digest.encode() + b"\0")
     return h.hexdigest()
 
 
@@ -174,13 +176,14 @@ def make_plan(project: Project, sel: Selection, host: Host | None, options: Buil
                                  sel.variant.name + (backend.work_tag if backend else ""))
     inputs = input_digests(project)
     if project.torch is None:
-        fp = hash_inputs(project, [__version__, sel.variant.name])
+        fp = hash_inputs(project, [__version__, sel.variant.name], inputs)
         return Plan(project, sel.family, None, sel.variant, (), fp, f"_{project.general.module}_{sel.family}_{fp[:10]}",
                     workdir, [], {}, None, inputs=inputs)
     all_deps = tuple(dict.fromkeys(d for k in sel.kernels for d in sel.deps.get(k.name, []) if d.include))
     fp = hash_inputs(project, [__version__, sel.variant.name, host.torch_version, backend.toolchain(host),
                                json.dumps(options.fingerprint(), sort_keys=True), ",".join(k.name for k in sel.kernels),
-                               json.dumps({k: [d.key for d in v] for k, v in sel.deps.items()}, sort_keys=True)])
+                               json.dumps({k: [d.key for d in v] for k, v in sel.deps.items()}, sort_keys=True)],
+                     inputs)
     kernel_id = f"_{project.general.module}_{sel.variant.backend_type}_{fp[:10]}"  # the loader's family: cpu for a twin
     groups, generated = _compile_groups(project, sel, host, options, backend, kernel_id, workdir / "gen")
     return Plan(project, sel.family, backend, sel.variant, sel.kernels, fp, kernel_id, workdir, groups,

@@ -537,7 +537,6 @@ __global__ void __launch_bounds__(kFlatThreads)
   }
 }
 
-
 inline bool aligned(const void* p, int64_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
 }
