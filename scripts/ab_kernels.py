@@ -36,8 +36,9 @@ GATED = ("silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul")
 # the variants that won are the shipped kernels' only path, so a knob build's variant 0 is what ships. Earlier
 # runs: run 1 (docs/ab_h200_run1.txt, knobs of commit 1917166: gated one pack per thread, flat block sizes,
 # shared-memory rms_norm rows, rotary multiply-high indexing); run 7 (KB_AB_ACT 64 = unary flat kernel with a
-# 32-bit index and no loop, kept; 128 = weak ld.global loads, no gain); runs 9 and 10 below (their CASES are in
-# commit 0c543e5's version of this file).
+# 32-bit index and no loop, kept; 128 = weak ld.global loads, no gain); runs 9, 10, 13 and 15 below (the CASES
+# of runs 9 and 10 are in commit 0c543e5's version of this file, run 13's in c00af40's, run 15's in this file's
+# first commit with run 16); the CASES here are run 16's.
 CASES = [
     # Run 9 (docs/ab_h200_run9.txt, knob source docs/ab_h200_run9_knobs.patch): KB_AB_RMS 1 / 2 = one wave of
     # rows with 1 / 2 packs per thread instead of 4 (1 kept: launch_one_wave), 4 = one-barrier block sum, 8 =
@@ -52,22 +53,39 @@ CASES = [
     # KB_AB_RMS 16 / 32 = the one-pass many-rows kernel under __launch_bounds__(256, 5 / 6), 256 * D = one wave of
     # rows with diagnostic D (wrong outputs on purpose, timing only: 1 no residual store, 2 residual not loaded,
     # 3 both, 4 no block reduction, 8 no weight).
-    ("act", "KB_AB_ACT", ("silu", "gelu_quick", "gelu", "silu_and_mul", "gelu_and_mul"),
-     [(1, 4096, "bf16", None), (16, 4096, "bf16", None), (2048, 4096, "bf16", None), (8192, 14336, "bf16", None)],
-     (0, 1)),
+    # Run 15 (docs/ab_h200_run15.txt, knob source docs/ab_h200_run15_knobs.patch): KB_AB_RMS 1 = block sums with
+    # one barrier (every warp finishes the sum from the warps' partials; kept), 8 / 16 / 32 = one wave of rows
+    # split over a thread block cluster of up to 8 / 4 / 2 blocks (sm_90, partial sums through distributed shared
+    # memory; 11-16 % slower), 4 = short rows in one pass with the weight loaded with the row (kept). Cases: the
+    # first group below with variants (0, 1, 8, 16, 32, 9); 4096x8192, 2048x4096, 8192x14336 with (0, 1);
+    # 16384x1024, 262144x128 with (0, 4, 1, 5).
+    # Run 16 (docs/ab_h200_run16.txt, knob source docs/ab_h200_run16_knobs.patch): KB_AB_RMS 1 = run 15's
+    # one-barrier block sums; 64 = rows on a lean one-row-per-block kernel (exactly npacks / kC threads, 32-bit
+    # strides, no bounds checks before the loads, evict-first row loads, the weight copied to shared memory by
+    # cp.async issued first, one-barrier sum, mean by a multiply for power-of-two rows), 128 = the same with the
+    # weight loaded after the reduction, 256 = without the load hints, 8 = the weight in registers (ptxas then
+    # places its load after the row's first use); 1024 / 2048 / 4096 = the lean kernel at 1 / 2 / 4 packs per
+    # thread where the many-rows zones ran the persistent grid (1024, 2048) or the one-pass cached kernel (4096);
+    # 512 = unfused 1024-element rows in one pass (64-thread blocks) instead of the persistent grid, 4 = short
+    # rows with the weight loaded with the row. Kept: the lean kernel as variant 8 builds it (one wave of rows;
+    # fused rows of one to three waves at 1 or 2 packs), 512 + 4.
     ("rms", "KB_AB_RMS", ("fused_add_rms_norm", "rms_norm"),
-     [(16, 4096, "bf16", None)],
-     (0, 256, 512, 768, 1024, 2048)),
+     [(16, 4096, "bf16", None), (1, 4096, "bf16", None), (64, 4096, "bf16", None), (16, 8192, "bf16", None)],
+     (0, 1, 65, 129, 257, 9)),
+    ("rms", "KB_AB_RMS", ("fused_add_rms_norm", "rms_norm"),
+     [(2048, 4096, "bf16", None), (4096, 8192, "bf16", None)],
+     (0, 1, 1025, 2049, 4097)),
     ("rms", "KB_AB_RMS", ("rms_norm", "fused_add_rms_norm"),
-     [(4096, 8192, "bf16", None), (8192, 8192, "bf16", None), (32768, 4096, "bf16", None)],
-     (0, 16, 32)),
+     [(16384, 1024, "bf16", None), (262144, 128, "bf16", None)],
+     (0, 4, 512, 516)),
 ]
 
 # Points also timed under torch.compile (the misses of the first GPU-time bench; compiling every point would
 # take minutes of device time).
 COMPILE_AT = {(op, t, 4096, "bf16") for op in GATED + ("silu", "gelu_quick", "gelu", "gelu_tanh") for t in (16, 2048)}
 COMPILE_AT |= {(op, t, h, "bf16") for op in ("rms_norm", "fused_add_rms_norm")
-               for t, h in ((16, 4096), (262144, 128), (16384, 1024), (4096, 8192), (2048, 4096))}
+               for t, h in ((16, 4096), (262144, 128), (16384, 1024), (4096, 8192), (2048, 4096), (64, 4096),
+                                  (1, 4096))}
 
 
 def _raw(outs) -> list[torch.Tensor]:

@@ -421,6 +421,73 @@ def test_fused_add_rms_norm(rmsnorm, shape, dtype):
     assert torch.equal(xi, out)
 
 
+# CUDA: the lean one-row-per-block kernel (rms_norm_row_kernel) at 1, 2 and 4 packs a thread for one wave of
+# rows, fused rows filling one to three waves at 1 and 2, power-of-two widths (mean by a multiply) and others
+# (3072, 12288: a division); through it, rows with a stride wider than the row and in-place calls. On the CPU
+# build the same cases check the reference path.
+ROW_KERNEL_SHAPES = [(16, 4096), (64, 3072), (16, 8192), (8, 12288), (8, 16384), (300, 4096), (600, 8192)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", ROW_KERNEL_SHAPES, ids=str)
+@pytest.mark.parametrize("fused", [False, True], ids=["rms", "fused"])
+def test_rms_norm_row_kernel_paths(rmsnorm, shape, dtype, fused):
+    rows, h = shape
+    eps = 1e-6
+    w = _randn(h, dtype=dtype, scale=1.0, seed=22)
+    wide = _randn(rows, h + 64, dtype=dtype, scale=2.0, seed=23)
+    rwide = _randn(rows, h + 128, dtype=dtype, scale=2.0, seed=24)
+    rtol, atol = NORM_TOL[dtype]
+    for x, r in ((wide[:, :h].contiguous(), rwide[:, :h].contiguous()), (wide[:, :h], rwide[:, 64:64 + h])):
+        if fused:
+            out, res_out = _poisoned(shape, dtype), _poisoned(shape, dtype)
+            rmsnorm.fused_add_rms_norm(out, res_out, x, r, w, eps)
+            summed = x + r
+            assert torch.equal(res_out, summed), "residual_out != x + residual in the input dtype"
+        else:
+            out = _poisoned(shape, dtype)
+            rmsnorm.rms_norm(out, x, w, eps)
+            summed = x
+        torch.testing.assert_close(out.double(), _rms_ref64(summed, w, eps), rtol=rtol, atol=atol)
+        with torch.no_grad():
+            expected = _llama_norm(w, eps)(summed)
+        torch.testing.assert_close(out, expected, rtol=NORM_SAME_RTOL[dtype], atol=SAME_ATOL[dtype])
+    # in place, on strided rows (the views of the last pass, copied)
+    xi, ri = wide.clone()[:, :h], rwide.clone()[:, 64:64 + h]
+    if fused:
+        rmsnorm.fused_add_rms_norm(xi, ri, xi, ri, w, eps)
+        assert torch.equal(ri, res_out)
+    else:
+        rmsnorm.rms_norm(xi, xi, w, eps)
+    assert torch.equal(xi, out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(16, 4096), (300, 4096)], ids=str)
+def test_rms_norm_row_kernel_nan_inf(rmsnorm, shape, dtype):
+    """NaN in a row poisons that row only (an Inf makes its own element NaN, the rest 0), on the lean row
+    kernel's launches (one wave, fused rows)."""
+    rows, h = shape
+    x = _randn(rows, h, dtype=dtype, seed=25)
+    x[1, 5] = float("nan")
+    x[2, 700] = float("inf")
+    x[3, h - 1] = -float("inf")
+    r = _randn(rows, h, dtype=dtype, seed=26)
+    w = _randn(h, dtype=dtype, scale=1.0, seed=27)
+    out = torch.empty_like(x)
+    rmsnorm.rms_norm(out, x, w, 1e-6)
+    fout, fres = torch.empty_like(x), torch.empty_like(x)
+    rmsnorm.fused_add_rms_norm(fout, fres, x, r, w, 1e-6)
+    with torch.no_grad():
+        expected = _llama_norm(w, 1e-6)(x)
+        fexpected = _llama_norm(w, 1e-6)(x + r)
+    for got, exp in ((out, expected), (fout, fexpected)):
+        assert torch.equal(torch.isnan(got), torch.isnan(exp))
+        assert torch.isnan(got[1]).all() and torch.isnan(got[2, 700]) and torch.isnan(got[3, h - 1])
+        assert not torch.isnan(got[0]).any() and not torch.isnan(got[4:]).any()
+        torch.testing.assert_close(got, exp, rtol=NORM_SAME_RTOL[dtype], atol=SAME_ATOL[dtype], equal_nan=True)
+
+
 def test_rms_norm_eps_and_in_place(rmsnorm):
     x = _randn(4, 64, dtype=torch.float32, scale=0.01)
     w = torch.ones(64, device=DEVICE)
