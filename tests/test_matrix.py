@@ -332,10 +332,14 @@ def test_github_workflow_lints_clean_and_builds_each_variant_with_the_ci_command
     assert r.returncode == 0, r.stdout + r.stderr
     for e in matrix.expand(load_project(KERNELS_SRC / "activation"), MATRIX):
         if e.variant:
-            assert f"          - variant: {e.variant}\n" in text
+            runner = "ubuntu-24.04-arm" if e.variant.arch == "aarch64" else "ubuntu-latest"
+            assert f"          - variant: {e.variant}\n            runner: {runner}\n" in text
+    # every job runs on its variant's arch (an aarch64 row on an x86 runner cannot build natively)
+    assert "runs-on: ${{ matrix.runner }}" in text
+    assert "torch29-cxx11-cann85-aarch64-linux\n            runner: ubuntu-24.04-arm\n" in text
     # the CUDA 12 rows build FROM local/debian:trixie, which the job makes itself
-    assert "          - variant: torch29-cxx11-cu128-x86_64-linux\n            base: local/debian:trixie\n" \
-           "            suite: trixie\n" in text
+    assert "          - variant: torch29-cxx11-cu128-x86_64-linux\n            runner: ubuntu-latest\n" \
+           "            base: local/debian:trixie\n            suite: trixie\n" in text
     assert 'sudo debootstrap --variant=minbase "${{ matrix.suite }}"' in text
     assert 'kernel-builder build kernels_src/activation --all --variant "${{ matrix.variant }}" --out build' in text
     assert "if: failure()" in text and "path: logs" in text  # a failed variant's log is kept

@@ -17,10 +17,21 @@ DEFAULT_INSTALL = f"pip install 'kernel-builder=={__version__}'"
 
 
 def github_workflow(project: Project, matrix: Matrix, project_dir: str, install: str | None = None) -> str:
-    jobs = [{"variant": e.variant.name, **_local_base(e.env.image.base if e.env else "")}
+    jobs = [{"variant": e.variant.name, "runner": _runner(e.variant.arch),
+             **_local_base(e.env.image.base if e.env else "")}
             for e in expand(project, matrix) if e.variant]
     return render("ci/github.yml.j2", name=project.general.name, jobs=jobs,
                   project_dir=project_dir.rstrip("/") or ".", install=install or DEFAULT_INSTALL)
+
+
+# GitHub-hosted runners by CPU arch: a container builds natively only on its own arch (an aarch64 image on an
+# x86 runner would need qemu, and torch's compiles under emulation take hours).
+RUNNERS = {"aarch64": "ubuntu-24.04-arm"}
+DEFAULT_RUNNER = "ubuntu-latest"
+
+
+def _runner(arch: str | None) -> str:
+    return RUNNERS.get(arch or "", DEFAULT_RUNNER)
 
 
 def _local_base(base: str) -> dict[str, str]:
