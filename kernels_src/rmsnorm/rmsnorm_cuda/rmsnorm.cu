@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <type_traits>
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -597,6 +598,46 @@ bool launch_row(const RmsNormArgs& a, T* out, T* res_out, const T* in,
   }
 }
 
+// SM counts, read once per device: launches (and CUDA graph captures) make
+// no runtime calls after the first.
+int sm_count() {
+  constexpr int kMaxDevices = 64;
+  static int cache[kMaxDevices];
+  static std::once_flag once[kMaxDevices];
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  const auto read = [&] {
+    int count = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return std::max(count, 1);
+  };
+  if (device < 0 || device >= kMaxDevices) {
+    return read();
+  }
+  std::call_once(once[device], [&] { cache[device] = read(); });
+  return cache[device];
+}
+
+// Lets kKernel take `bytes` of dynamic shared memory (a launch asking for
+// more than 48 KB fails otherwise). The attribute belongs to the current
+// device: it is set once on each device the kernel runs on (a flag per
+// instantiation alone left a second GPU at 48 KB).
+template <auto kKernel>
+void allow_dynamic_smem(int bytes) {
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  const auto set = [&] {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  };
+  if (device < 0 || device >= kMaxDevices) {
+    set();
+  } else {
+    std::call_once(once[device], set);
+  }
+}
+
 // Shared-memory staged kernel: one block per row (grid-stride past the
 // launch limit); pass 1 loads the row (kSmemUnroll packs per thread in
 // flight, 2 when fused), accumulates the sum of squares and keeps the row (x
@@ -711,12 +752,8 @@ void launch_smem(const RmsNormArgs& a, T* out, T* res_out, const T* in,
                  cudaStream_t stream) {
   auto kernel = rms_norm_smem_kernel<T, N, kFused>;
   const size_t bytes = static_cast<size_t>(a.cols) * sizeof(T);
-  static std::atomic<bool> raised{false};  // per instantiation, first launch
-  if (bytes > 48 * 1024 && !raised.load(std::memory_order_relaxed)) {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-        static_cast<int>(kSmemMaxRowBytes)));
-    raised.store(true, std::memory_order_relaxed);
+  if (bytes > 48 * 1024) {
+    allow_dynamic_smem<rms_norm_smem_kernel<T, N, kFused>>(static_cast<int>(kSmemMaxRowBytes));
   }
   const dim3 grid(static_cast<unsigned>(std::min<int64_t>(a.rows, 0x7fffffff)));
   kernel<<<grid, static_cast<unsigned>(threads), bytes, stream>>>(
@@ -747,29 +784,6 @@ int pick_pack(std::initializer_list<const void*> ptrs,
     }
   }
   return 1;
-}
-
-int sm_count() {
-  // Cached per device: launches (and CUDA graph captures) make no extra
-  // runtime calls after the first.
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices];
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= 0 && device < kMaxDevices) {
-    const int cached = cache[device].load(std::memory_order_relaxed);
-    if (cached > 0) {
-      return cached;
-    }
-  }
-  int count = 0;
-  C10_CUDA_CHECK(
-      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  count = count > 0 ? count : 1;
-  if (device >= 0 && device < kMaxDevices) {
-    cache[device].store(count, std::memory_order_relaxed);
-  }
-  return count;
 }
 
 // Packs per thread kept in registers (current and next row: 2 or, fused, 4
