@@ -16,7 +16,8 @@ the same bytes (the bandwidth reference), inputs rotated over enough buffer sets
 (4x the L2) not to sit in L2. The main columns (``us_*``, ``GB/s_*``, ``%*``,
 ``vs_*``) are GPU time under CUDA graph replay: a graph holds enough calls
 (cycling over the buffer sets) for about 3 ms of GPU work, and the median of 11
-replays is divided by the calls, so neither the host's launch path (17-26 µs
+replays is divided by the calls (then the median of ``--rounds`` rounds, each
+timing every column once in turn), so neither the host's launch path (17-26 µs
 per launch on the lent VM) nor torch.compile's per-call host cost counts: that
 is what a model run inside CUDA graphs, or next to compiled code, sees. Ours
 allocates its output on every call (``torch.empty``, as our layers, eager and
@@ -473,6 +474,20 @@ class Runner:
             return plain_us
         return self.timer.graph_median_us(fns, replays=GRAPH_REPLAYS, calls=graph_calls(len(fns), plain_us))
 
+    def _graph_rounds(self, fns: dict, plain: dict) -> tuple[dict, dict]:
+        """GPU time per call of each column's calls (ours, eager, ours into rotated outputs, compile) as the
+        median of ``--rounds`` rounds, each round timing every column once in turn, so that what drifts while a
+        point is measured (clocks, the state the previous column left) falls on every column alike instead of
+        on whichever was timed first. Returns the medians and every round's figures."""
+        if not self.timer.cuda:
+            return dict(plain), {k: [v] for k, v in plain.items()}
+        calls = {k: graph_calls(len(f), plain[k]) for k, f in fns.items()}
+        rounds: dict[str, list[float]] = {k: [] for k in fns}
+        for _ in range(max(1, self.args.rounds)):
+            for k, f in fns.items():
+                rounds[k].append(self.timer.graph_median_us(f, replays=GRAPH_REPLAYS, calls=calls[k]))
+        return {k: statistics.median(v) for k, v in rounds.items()}, rounds
+
     def point(self, name, t, h, dtype, gqa=None):
         """One grid point: ours, eager, compile and the same-size copy_, in GPU time under CUDA graph replay
         (main columns) and as plain launches (``plain_*``). Returns a row dict or None (skipped)."""
@@ -493,16 +508,13 @@ class Runner:
         ours_rot = [lambda ins=ins, outs=outs: spec.call(kernel, outs, ins) for ins, outs in sets]
         eager = [lambda ins=ins: spec.eager(*ins) for ins, _ in sets]
         it, wu = self.args.iters, self.args.warmup
-        plain = {"ours": self.timer.median_us(ours, wu, it), "eager": self.timer.median_us(eager, wu, it),
-                 "ours_rot": self.timer.median_us(ours_rot, wu, it)}
-        gpu = {"ours": self._graph_us(ours, plain["ours"]), "eager": self._graph_us(eager, plain["eager"]),
-               "ours_rot": self._graph_us(ours_rot, plain["ours_rot"])}
+        fns = {"ours": ours, "eager": eager, "ours_rot": ours_rot}
         if self.args.compile:
             compiled = self._compiled(spec)
-            comp = [lambda ins=ins: compiled(*ins) for ins, _ in sets]
-            plain["compile"] = self.timer.median_us(comp, wu, it)
-            gpu["compile"] = self._graph_us(comp, plain["compile"])
-            del comp, compiled
+            fns["compile"] = [lambda ins=ins: compiled(*ins) for ins, _ in sets]
+        plain = {k: self.timer.median_us(f, wu, it) for k, f in fns.items()}
+        gpu, rounds = self._graph_rounds(fns, plain)
+        del fns
         # poisoned and recomputed again after the timing (graph replays included)
         ok = ok and check(spec, kernel, sets[-1][1], sets[-1][0], dtype)
         del sets, ours, ours_rot, eager
@@ -538,6 +550,8 @@ class Runner:
             "us_ours_rotated_out": round(gpu["ours_rot"], 2),
             "vs_compile_rotated_out": round(gpu["compile"] / gpu["ours_rot"], 2) if "compile" in gpu else "",
             "plain_us_ours_rotated_out": round(plain["ours_rot"], 2),
+            "rounds_us_ours": " ".join(f"{v:.2f}" for v in rounds["ours"]),
+            "rounds_us_compile": " ".join(f"{v:.2f}" for v in rounds.get("compile", [])),
             "check": "ok" if ok else "FAIL",
         }
         return row
@@ -692,6 +706,9 @@ def main(argv=None) -> int:
                    help="skip the small-shape section (plain launches + CUDA graph replay)")
     p.add_argument("--iters", type=int, default=200, help="timed runs per measurement (default 200)")
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="GPU-time columns: median of this many rounds, each timing ours, eager, ours into rotated "
+                        "outputs and compile once in turn (default 3)")
     p.add_argument("--rotate-bytes", type=float, default=None,
                    help="bytes of distinct buffers to rotate over (default 4x the L2 size, at least 2 sets)")
     p.add_argument("--copy-bytes", type=int, default=1 << 30, help="tensor size for the copy-bandwidth measurement")
