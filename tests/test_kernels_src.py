@@ -510,6 +510,31 @@ def test_rms_norm_eps_and_in_place(rmsnorm):
         assert torch.equal(xi, out)
 
 
+def _every_device() -> list[str]:
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if DEVICE == "cuda" else ["cpu"]
+
+
+def test_rms_norm_rows_over_48kb_on_every_device(rmsnorm):
+    """float32 rows of 14336 (56 KB: the staged kernel asks for more than the default 48 KB of shared memory)
+    on every visible GPU in turn, plain and fused. The shared-memory limit is an attribute of the kernel on
+    each device, so the first launch on the second GPU has to raise it there too."""
+    h, eps = 14336, 1e-6
+    for dev in _every_device():
+        sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev != "cpu" else 4
+        shape = (2 * sms + 3, h)
+        x = _randn(*shape, dtype=torch.float32, seed=31).to(dev)
+        r = _randn(*shape, dtype=torch.float32, seed=32).to(dev)
+        w = _randn(h, dtype=torch.float32, scale=1.0, seed=33).to(dev)
+        rtol, atol = NORM_TOL[torch.float32]
+        out = torch.full_like(x, float("nan"))
+        rmsnorm.rms_norm(out, x, w, eps)
+        torch.testing.assert_close(out.double(), _rms_ref64(x, w, eps), rtol=rtol, atol=atol, msg=dev)
+        out, res_out = torch.full_like(x, float("nan")), torch.full_like(x, float("nan"))
+        rmsnorm.fused_add_rms_norm(out, res_out, x, r, w, eps)
+        assert torch.equal(res_out, x + r), dev
+        torch.testing.assert_close(out.double(), _rms_ref64(x + r, w, eps), rtol=rtol, atol=atol, msg=dev)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_rms_norm_strided_rows(rmsnorm, dtype):
     big = _randn(8, 50, dtype=dtype, scale=2.0)
