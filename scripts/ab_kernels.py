@@ -38,7 +38,7 @@ GATED = ("silu_and_mul", "gelu_and_mul", "gelu_tanh_and_mul")
 # shared-memory rms_norm rows, rotary multiply-high indexing); run 7 (KB_AB_ACT 64 = unary flat kernel with a
 # 32-bit index and no loop, kept; 128 = weak ld.global loads, no gain); runs 9, 10, 13 and 15 below (the CASES
 # of runs 9 and 10 are in commit 0c543e5's version of this file, run 13's in c00af40's, run 15's in this file's
-# first commit with run 16, run 16's in 1253c2b's, run 18's in 9ab1a0a's); the CASES here are run 19's.
+# first commit with run 16, run 16's in 1253c2b's, run 18's in 9ab1a0a's); the CASES here are run 23's.
 CASES = [
     # Run 9 (docs/ab_h200_run9.txt, knob source docs/ab_h200_run9_knobs.patch): KB_AB_RMS 1 / 2 = one wave of
     # rows with 1 / 2 packs per thread instead of 4 (1 kept: launch_one_wave), 4 = one-barrier block sum, 8 =
@@ -75,11 +75,15 @@ CASES = [
     # Run 19 (docs/ab_h200_run19.txt, knob source docs/ab_h200_run19_knobs.patch): KB_AB_RMS bit 0 = rows of the
     # one-pass zones (the cached kernel's, the staged kernel's) on rms_norm_bulk_kernel (sm_90 bulk copies of whole
     # rows into a ring of shared-memory stages, a persistent grid); bits 1-2 packs per thread (0 auto, 1 = 2,
-    # 2 = 4, 3 = 8), bits 3-6 stages (0 = 4), bits 7-9 blocks per SM at most (0 = 8).
+    # 2 = 4, 3 = 8), bits 3-6 stages (0 = 4), bits 7-9 blocks per SM at most (0 = 8). Cases: rms_norm and
+    # fused_add_rms_norm at 4096x8192, 8192x8192, 32768x4096, 8192x14336 bf16 and fp32; variants (0, 421, 307, 789,
+    # 291, 541, 227, 197, 153, 281).
+    # Run 23 (docs/ab_h200_run23.txt, knob source docs/ab_h200_run23_knobs.patch), the short-row lane groups only:
+    # KB_AB_RMS 1 = fused residual_out stored after the reduction, beside the output (as Triton's kernel for
+    # compile does), 2 = the weight loaded with the L1 evict-last hint (as Triton's), 3 = both.
     ("rms", "KB_AB_RMS", ("rms_norm", "fused_add_rms_norm"),
-     [(4096, 8192, "bf16", None), (8192, 8192, "bf16", None), (32768, 4096, "bf16", None),
-      (8192, 14336, "bf16", None), (8192, 14336, "fp32", None)],
-     (0, 421, 307, 789, 291, 541, 227, 197, 153, 281)),
+     [(16384, 1024, "bf16", None), (262144, 128, "bf16", None)],
+     (0, 1, 2, 3)),
 ]
 
 # Points also timed under torch.compile (the misses of the first GPU-time bench; compiling every point would
