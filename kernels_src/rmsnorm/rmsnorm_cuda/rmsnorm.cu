@@ -37,7 +37,6 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
-#include <mutex>
 #include <type_traits>
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -599,42 +598,48 @@ bool launch_row(const RmsNormArgs& a, T* out, T* res_out, const T* in,
 }
 
 // SM counts, read once per device: launches (and CUDA graph captures) make
-// no runtime calls after the first.
+// no runtime calls after the first. (Atomics rather than std::call_once:
+// call_once pulls in pthread_once, which needs glibc 2.34, past
+// manylinux_2_28.)
 int sm_count() {
   constexpr int kMaxDevices = 64;
-  static int cache[kMaxDevices];
-  static std::once_flag once[kMaxDevices];
+  static std::atomic<int> cache[kMaxDevices];
   int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
-  const auto read = [&] {
-    int count = 0;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return std::max(count, 1);
-  };
-  if (device < 0 || device >= kMaxDevices) {
-    return read();
+  const bool cacheable = device >= 0 && device < kMaxDevices;
+  if (cacheable) {
+    const int cached = cache[device].load(std::memory_order_relaxed);
+    if (cached > 0) {
+      return cached;
+    }
   }
-  std::call_once(once[device], [&] { cache[device] = read(); });
-  return cache[device];
+  int count = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  count = std::max(count, 1);
+  if (cacheable) {
+    cache[device].store(count, std::memory_order_relaxed);
+  }
+  return count;
 }
 
 // Lets kKernel take `bytes` of dynamic shared memory (a launch asking for
 // more than 48 KB fails otherwise). The attribute belongs to the current
-// device: it is set once on each device the kernel runs on (a flag per
-// instantiation alone left a second GPU at 48 KB).
+// device: it is set on each device the kernel runs on (a flag per
+// instantiation alone would leave a second GPU at 48 KB). Two threads may
+// both set it the first time: the same value, harmless.
 template <auto kKernel>
 void allow_dynamic_smem(int bytes) {
   constexpr int kMaxDevices = 64;
-  static std::once_flag once[kMaxDevices];
+  static std::atomic<bool> done[kMaxDevices];
   int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
-  const auto set = [&] {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  };
-  if (device < 0 || device >= kMaxDevices) {
-    set();
-  } else {
-    std::call_once(once[device], set);
+  const bool cacheable = device >= 0 && device < kMaxDevices;
+  if (cacheable && done[device].load(std::memory_order_acquire)) {
+    return;
+  }
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  if (cacheable) {
+    done[device].store(true, std::memory_order_release);
   }
 }
 
